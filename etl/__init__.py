@@ -1,0 +1,1 @@
+"""ETL: FMA audio and metadata -> audio features -> MongoDB ``tracks`` and ``tracks.new``."""

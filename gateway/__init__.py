@@ -1,0 +1,1 @@
+"""The Starlette gateway: websockets, audio streaming, REST API, web player, metrics."""

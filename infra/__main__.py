@@ -1,0 +1,5 @@
+"""``python -m infra`` = the ``cadenza`` command."""
+
+from infra.cli import main
+
+main()

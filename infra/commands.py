@@ -1,0 +1,153 @@
+"""Infrastructure commands of the ``cadenza`` CLI: stack, db, schemas, config, topics.
+
+Registered through the ``cadenza.cli`` entry point ``infra``. Everything here reads
+``infra.settings`` and talks to the stack only through ``infra``'s own modules.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.demo import demo
+from infra.kafka_clients import ensure_topics
+from infra.logs import setup_logging
+from infra.mongo import client, database, init_db
+from infra.settings import Settings, get_settings
+from infra.settings_doc import settings_markdown, settings_rows
+from infra.stack.manager import LocalStack, StackStatus
+from schemas.json_schema import export
+
+console = Console()
+
+stack_app = typer.Typer(help="The local stack: Apache Kafka (KRaft) + FerretDB, under the data dir.")
+db_app = typer.Typer(help="MongoDB collections and indexes.")
+schemas_app = typer.Typer(help="Message contracts for upstream services.")
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start Kafka and FerretDB (building/resolving them into the cache on first run),
+    create the topics and the database indexes. Safe to run again."""
+    settings = _settings()
+    started = time.monotonic()
+    stack = LocalStack(settings)
+    with console.status("starting the local stack …"):
+        stack.up(report=lambda msg: console.print(f"  {msg}", highlight=False))
+    console.print(f"[green]stack up[/] in {time.monotonic() - started:.1f} s")
+    _print_status(stack.status(), settings)
+
+
+@stack_app.command("prepare")
+def stack_prepare() -> None:
+    """Resolve Kafka's jars (Maven) and build FerretDB (Go) into the cache, so that
+    later starts work offline. `stack up` does this itself when needed."""
+    stack = LocalStack(_settings())
+    with console.status("preparing the local stack (first time: about a minute) …"):
+        stack.prepare(report=lambda msg: console.print(f"  {msg}", highlight=False))
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the local stack's processes (data stays under the data dir)."""
+    LocalStack(_settings()).down(report=lambda msg: console.print(f"  {msg}", highlight=False))
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show each component, its address, the topics and whether each answers.
+    Exit code 1 if anything is down."""
+    settings = _settings()
+    status = LocalStack(settings).status()
+    _print_status(status, settings)
+    if not status.healthy:
+        raise typer.Exit(1)
+
+
+def _print_status(status: StackStatus, settings: Settings) -> None:
+    table = Table(title="Cadenza local stack", title_justify="left")
+    for col in ("component", "address", "pid", "answers", "log"):
+        table.add_column(col)
+    for c in status.components:
+        table.add_row(c.name, c.address, str(c.pid or "-"), "[green]yes[/]" if c.answers else "[red]no[/]", c.log)
+    console.print(table)
+    if status.topics:
+        topics = Table(title=f"Topics on {settings.bootstrap_servers}", title_justify="left")
+        topics.add_column("topic")
+        topics.add_column("partitions", justify="right")
+        for t in status.topics:
+            ok = t.partitions == t.expected
+            topics.add_row(t.name, f"{t.partitions}" if ok else f"[red]{t.partitions} (want {t.expected})[/]")
+        console.print(topics)
+    if status.database:
+        console.print(f"MongoDB {settings.mongo_uri} database [bold]{settings.mongodb_db}[/] (server {status.database})")
+    for problem in status.problems:
+        console.print(f"[red]problem:[/] {problem}", highlight=False)
+
+
+@db_app.command("init")
+def db_init() -> None:
+    """Create the collections and indexes of the design (idempotent)."""
+    settings = _settings()
+    mongo = client(settings)
+    try:
+        created = init_db(database(settings, mongo))
+    finally:
+        mongo.close()
+    for item in created:
+        console.print(f"  created {item}")
+    console.print(f"database {settings.mongodb_db}: {len(created)} change(s)")
+
+
+@stack_app.command("topics")
+def stack_topics() -> None:
+    """Create missing registry topics (and grow partition counts)."""
+    changes = ensure_topics(_settings())
+    for change in changes:
+        console.print(f"  {change}")
+    console.print(f"{len(changes)} change(s)")
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Path = typer.Argument(..., help="Directory to write <topic>.schema.json files into."),
+) -> None:
+    """Write a JSON Schema (draft 2020-12) per topic so other languages can validate messages."""
+    settings = get_settings()
+    for path in export(directory, settings.topic_prefix):
+        console.print(f"  wrote {path}")
+
+
+def config(
+    markdown: bool = typer.Option(False, "--markdown", help="Print the README's configuration table."),
+) -> None:
+    """Show every CADENZA_* setting with its current value and meaning."""
+    settings = get_settings()
+    if markdown:
+        print(settings_markdown())
+        return
+    table = Table(title="Settings (environment variable = current value)", title_justify="left")
+    for col in ("variable", "value", "meaning"):
+        table.add_column(col)
+    for name, value, _default, description in settings_rows(settings):
+        table.add_row(name, value, description)
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Entry point ``cadenza.cli: infra``."""
+    app.add_typer(stack_app, name="stack")
+    app.add_typer(db_app, name="db")
+    app.add_typer(schemas_app, name="schemas")
+    app.command("config")(config)
+    app.command("demo")(demo)

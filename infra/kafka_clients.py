@@ -1,0 +1,196 @@
+"""Kafka client factories for every Cadenza process, configured from settings.
+
+Sync code (CLI, Spark foreachBatch, benches, gateway publishing threads) uses
+kafka-python; async services use aiokafka. Producers are idempotent with
+``acks=all`` so a retried send is never written twice. ``ensure_topics`` creates
+the registry's topics (``schemas.topics``) with their partition counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewPartitions, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from infra.errors import UnreachableError
+from infra.settings import Settings
+from schemas.topics import TOPICS, TopicSpec
+
+CLIENT_ID = "cadenza"
+#: How long a kafka-python client waits for the first broker before giving up.
+BOOTSTRAP_TIMEOUT_MS = 10000
+
+
+def _unreachable(settings: Settings, err: Exception) -> UnreachableError:
+    return UnreachableError(
+        f"Kafka at {settings.bootstrap_servers} did not answer ({type(err).__name__}); start the "
+        "local stack with `cadenza stack up` or point CADENZA_KAFKA_BOOTSTRAP at your brokers"
+    )
+
+
+def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    """An idempotent, ``acks=all`` kafka-python producer (bytes in, bytes out)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "client_id": f"{CLIENT_ID}-producer",
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "max_request_size": 2 * 1024 * 1024,
+        "retries": 2**31 - 1,
+        "max_in_flight_requests_per_connection": 5,
+        "request_timeout_ms": 30000,
+    }
+    config.update(overrides)
+    try:
+        return KafkaProducer(**config)
+    except KafkaError as err:
+        raise _unreachable(settings, err) from None
+
+
+def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any) -> KafkaConsumer:
+    """A kafka-python consumer with manual commits (commit after processing)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "client_id": f"{CLIENT_ID}-consumer",
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+    }
+    config.update(overrides)
+    try:
+        return KafkaConsumer(*topics, **config)
+    except KafkaError as err:
+        raise _unreachable(settings, err) from None
+
+
+def admin(settings: Settings, timeout_ms: int = 10000) -> KafkaAdminClient:
+    """A kafka-python admin client; :class:`UnreachableError` if no broker answers."""
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers.split(","),
+            client_id=f"{CLIENT_ID}-admin",
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        )
+    except KafkaError as err:
+        raise _unreachable(settings, err) from None
+
+
+def aio_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent, ``acks=all`` aiokafka producer (call ``await p.start()``)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": f"{CLIENT_ID}-aio-producer",
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "max_batch_size": 256 * 1024,
+        "max_request_size": 2 * 1024 * 1024,
+    }
+    config.update(overrides)
+    return AIOKafkaProducer(**config)
+
+
+def aio_consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
+    """An aiokafka consumer with manual commits (call ``await c.start()``)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": f"{CLIENT_ID}-aio-consumer",
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+    }
+    config.update(overrides)
+    return AIOKafkaConsumer(*topics, **config)
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """A deployed topic as the broker reports it."""
+
+    name: str
+    partitions: int
+    expected: int | None
+
+
+def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = TOPICS, client: KafkaAdminClient | None = None
+) -> list[str]:
+    """Create missing registry topics and grow partition counts; return what changed."""
+    own = client is None
+    client = client or admin(settings)
+    changed: list[str] = []
+    try:
+        existing = _partition_counts(client)
+        wanted = {settings.topic(s): s for s in specs}
+        new = [
+            NewTopic(
+                name,
+                num_partitions=spec.partitions,
+                replication_factor=settings.kafka_replication_factor,
+                topic_configs=_topic_configs(settings, spec),
+            )
+            for name, spec in wanted.items()
+            if name not in existing
+        ]
+        if new:
+            try:
+                client.create_topics(new, timeout_ms=30000)
+            except TopicAlreadyExistsError:  # a concurrent creator won the race
+                pass
+            changed += [f"created {t.name} ({t.num_partitions} partitions)" for t in new]
+        grow = {
+            name: NewPartitions(spec.partitions)
+            for name, spec in wanted.items()
+            if name in existing and existing[name] < spec.partitions
+        }
+        if grow:
+            client.create_partitions(grow)
+            changed += [f"grew {n} to {p.total_count} partitions" for n, p in grow.items()]
+    except KafkaError as err:
+        raise _unreachable(settings, err) from None
+    finally:
+        if own:
+            client.close()
+    return changed
+
+
+def _partition_counts(client: KafkaAdminClient) -> dict[str, int]:
+    """Topic name -> partition count for every topic on the cluster."""
+    return {
+        str(t.get("name") or t.get("topic")): len(t["partitions"])
+        for t in client.describe_topics()
+        if not t.get("is_internal")
+    }
+
+
+def _topic_configs(settings: Settings, spec: TopicSpec) -> dict[str, str]:
+    configs = {"min.insync.replicas": str(min(2, settings.kafka_replication_factor))}
+    if spec.retention_ms is not None:
+        configs["retention.ms"] = str(spec.retention_ms)
+    return configs
+
+
+def describe_topics(settings: Settings, client: KafkaAdminClient | None = None) -> list[TopicState]:
+    """Registry topics with their deployed partition counts (0 if missing)."""
+    own = client is None
+    client = client or admin(settings)
+    try:
+        existing = _partition_counts(client)
+    except KafkaError as err:
+        raise _unreachable(settings, err) from None
+    finally:
+        if own:
+            client.close()
+    return [
+        TopicState(settings.topic(s), existing.get(settings.topic(s), 0), s.partitions) for s in TOPICS
+    ]

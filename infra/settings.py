@@ -1,0 +1,166 @@
+"""Typed settings for every Cadenza deployable, read from ``CADENZA_*`` environment variables.
+
+Source: the process environment (and an optional ``.env`` file in the working
+directory). Every address, path, topic prefix, model location and tuning knob lives
+here with a documented default; ``cadenza config`` prints them all and the README's
+configuration table is generated from this class (``cadenza config --markdown``).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.topics import TopicSpec
+
+
+class Settings(BaseSettings):
+    """All of Cadenza's configuration. Environment variable = ``CADENZA_`` + field name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CADENZA_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- local data -------------------------------------------------------------------
+    data_dir: Path = Field(
+        Path(".cadenza"),
+        description="Everything the local stack and the jobs write: broker and database "
+        "data, logs, checkpoints, models.",
+    )
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "cadenza",
+        description="Downloaded/built artefacts shared by all checkouts: Kafka jars, "
+        "Spark connector jars, the FerretDB binary.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of Cadenza's own processes."
+    )
+    log_format: Literal["json", "console"] = Field(
+        "console", description="'json' for structured logs (one JSON object per line)."
+    )
+
+    # --- Kafka ------------------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="Kafka bootstrap servers (comma-separated host:port); default: the "
+        "local stack's broker, 127.0.0.1:<kafka_port>.",
+    )
+    topic_prefix: str = Field("cadenza.", description="Prefix of every topic name.")
+    kafka_version: str = Field(
+        "3.9.1", description="Apache Kafka version the local stack runs (from Maven jars)."
+    )
+    kafka_port: int = Field(9092, description="Local stack: broker listener port.")
+    kafka_controller_port: int = Field(9093, description="Local stack: KRaft controller port.")
+    kafka_heap: str = Field("512m", description="Local stack: broker JVM heap (-Xmx).")
+    kafka_replication_factor: int = Field(
+        1, description="Replication factor of created topics (3 on a three-broker cluster)."
+    )
+
+    # --- MongoDB ----------------------------------------------------------------------
+    mongodb_uri: str | None = Field(
+        None,
+        description="Any MongoDB (or compatible) server; default: the local stack's "
+        "FerretDB, mongodb://127.0.0.1:<ferretdb_port>/.",
+    )
+    mongodb_db: str = Field("cadenza", description="Database name.")
+    ferretdb_version: str = Field(
+        "v1.24.2", description="Local stack: FerretDB version built from the Go module proxy."
+    )
+    ferretdb_port: int = Field(27017, description="Local stack: FerretDB listen port.")
+
+    # --- Spark ------------------------------------------------------------------------
+    spark_master: str = Field("local[*]", description="Spark master URL (local[*], spark://…).")
+    spark_driver_memory: str = Field("2g", description="Spark driver memory.")
+    spark_kafka_jars: str | None = Field(
+        None,
+        description="Comma-separated jar paths of spark-sql-kafka; default: resolved from "
+        "Maven into the cache on first use.",
+    )
+
+    # --- model ------------------------------------------------------------------------
+    model_dir: Path | None = Field(
+        None, description="Model registry directory; default <data_dir>/models."
+    )
+    model_k: int = Field(16, ge=2, description="Default number of K-Means clusters.")
+    model_pca_variance: float = Field(
+        0.9, gt=0, le=1, description="Share of variance the PCA step keeps."
+    )
+    model_seed: int = Field(42, description="Seed of K-Means and the evaluation split.")
+
+    # --- streaming --------------------------------------------------------------------
+    stream_trigger_s: float = Field(1.0, gt=0, description="Structured Streaming trigger interval.")
+    stream_watermark: str = Field("10 minutes", description="Event-time watermark of plays.")
+    session_gap: str = Field("30 minutes", description="Inactivity that closes a session.")
+    trending_window: str = Field("10 minutes", description="Trending window length.")
+    trending_slide: str = Field("1 minute", description="Trending window slide.")
+    checkpoint_dir: Path | None = Field(
+        None, description="Streaming checkpoints; default <data_dir>/checkpoints."
+    )
+
+    # --- recommender ------------------------------------------------------------------
+    reco_k: int = Field(10, ge=1, le=100, description="Tracks per recommendation list.")
+    reco_last_n: int = Field(20, ge=1, description="Recent tracks kept (and never recommended).")
+    reco_half_life_s: float = Field(
+        1800.0, gt=0, description="Half-life of a listener's cluster affinity."
+    )
+    reco_seen_events: int = Field(
+        1000, ge=10, description="Recent event ids kept per listener for deduplication."
+    )
+    faust_port: int = Field(6066, description="Faust worker web port (metrics).")
+
+    # --- gateway ----------------------------------------------------------------------
+    gateway_host: str = Field("127.0.0.1", description="Gateway bind address.")
+    gateway_port: int = Field(8000, description="Gateway port.")
+    token_secret: SecretStr = Field(
+        SecretStr("change-me-in-production"),
+        description="HMAC secret signing listener tokens. Set it in production.",
+    )
+    token_ttl_s: int = Field(7 * 24 * 3600, description="Default token lifetime.")
+    demo_signin: bool = Field(False, description="Serve the demo sign-in page (demo only).")
+    ws_queue_size: int = Field(
+        64, ge=1, description="Messages queued per websocket before it is dropped as slow."
+    )
+    fma_dir: Path | None = Field(None, description="FMA root holding fma_metadata/ and audio.")
+
+    # --- derived ----------------------------------------------------------------------
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def models_path(self) -> Path:
+        return self.model_dir or self.data_dir / "models"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def checkpoints_path(self) -> Path:
+        return self.checkpoint_dir or self.data_dir / "checkpoints"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where Kafka clients connect."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def mongo_uri(self) -> str:
+        """Where pymongo connects."""
+        return self.mongodb_uri or f"mongodb://127.0.0.1:{self.ferretdb_port}/"
+
+    @property
+    def logs_path(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def run_path(self) -> Path:
+        return self.data_dir / "run"
+
+    def topic(self, spec: TopicSpec | str) -> str:
+        """Deployed name of a registry topic (``plays`` -> ``cadenza.plays``)."""
+        name = spec if isinstance(spec, str) else spec.name
+        return f"{self.topic_prefix}{name}"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (tests, CLI flags)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

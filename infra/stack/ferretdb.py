@@ -1,0 +1,96 @@
+"""The local MongoDB-compatible server: FerretDB with its SQLite backend, on loopback.
+
+The binary is built once from the Go module proxy into
+``<cache_dir>/ferretdb-<version>/ferretdb`` (``go mod download`` + ``go build``);
+its SQLite files, state and log live under ``<data_dir>/ferretdb`` and survive
+restarts. Cadenza talks to it only through pymongo, like to any MongoDB.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+from infra.settings import Settings
+from infra.stack.process import ManagedProcess, ensure_port_free, port_open, wait_until
+from infra.stack.tools import require, run_checked
+
+MODULE = "github.com/FerretDB/FerretDB"
+
+
+class FerretDB:
+    """Build, start, probe and stop the local FerretDB."""
+
+    name = "ferretdb"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.data_dir.resolve() / "ferretdb"
+        version = settings.ferretdb_version
+        self.binary = settings.cache_dir.expanduser() / f"ferretdb-{version}" / "ferretdb"
+        self.proc = ManagedProcess(
+            "ferretdb", settings.run_path.resolve(), settings.logs_path.resolve(), marker=str(self.home)
+        )
+
+    @property
+    def address(self) -> str:
+        return f"mongodb://127.0.0.1:{self.settings.ferretdb_port}/"
+
+    def ensure_binary(self) -> Path:
+        """Build FerretDB from its Go module once (needs Go only while the cache is cold)."""
+        if self.binary.exists():
+            return self.binary
+        go = require("go", "building FerretDB needs Go 1.22+", "https://go.dev/doc/install or apt install golang")
+        version = self.settings.ferretdb_version
+        info = json.loads(
+            run_checked([go, "mod", "download", "-json", f"{MODULE}@{version}"], f"downloading FerretDB {version}",
+                        env={"GOFLAGS": "-mod=mod"}, cwd=Path(tempfile.gettempdir()))
+        )  # fmt: skip
+        self.binary.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="ferretdb-build-") as tmp:
+            src = Path(tmp) / "src"
+            shutil.copytree(info["Dir"], src)
+            for path in [src, *src.rglob("*")]:
+                path.chmod(path.stat().st_mode | stat.S_IWUSR)
+            version_dir = src / "build" / "version"
+            (version_dir / "version.txt").write_text(version + "\n")
+            (version_dir / "package.txt").write_text("cadenza\n")
+            out = self.binary.with_suffix(".tmp")
+            run_checked(
+                [go, "build", "-trimpath", "-tags", "ferretdb_no_postgresql", "-o", str(out), "./cmd/ferretdb"],
+                f"building FerretDB {version}",
+                cwd=src,
+            )
+            out.rename(self.binary)
+        return self.binary
+
+    def running(self) -> bool:
+        return self.proc.pid() is not None
+
+    def answers(self) -> bool:
+        return port_open("127.0.0.1", self.settings.ferretdb_port)
+
+    def start(self, timeout: float = 30.0) -> None:
+        binary = self.ensure_binary()
+        ensure_port_free("127.0.0.1", self.settings.ferretdb_port, "CADENZA_FERRETDB_PORT")
+        sqlite_dir = self.home / "sqlite"
+        state_dir = self.home / "state"
+        sqlite_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.proc.start(
+            [
+                str(binary), "--handler=sqlite", f"--sqlite-url=file:{sqlite_dir}/",
+                f"--listen-addr=127.0.0.1:{self.settings.ferretdb_port}", f"--state-dir={state_dir}",
+                "--telemetry=disable", "--debug-addr=-", "--log-level=warn",
+            ]
+        )  # fmt: skip
+        wait_until(self.answers, timeout, "FerretDB", self.proc)
+
+    def stop(self) -> bool:
+        return self.proc.stop(timeout=15.0)
+
+    def kill(self) -> None:
+        self.proc.kill()

@@ -1,0 +1,164 @@
+"""The local Apache Kafka broker: single node, KRaft mode, from Apache Kafka's own jars.
+
+Jars come from Maven (``infra/kafka/pom.xml``) into ``<cache_dir>/kafka-<version>/libs``
+once; broker data, config and logs go under ``<data_dir>/kafka``. The broker runs on
+the system Java 17+ and listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from infra.settings import Settings
+from infra.stack.process import ManagedProcess, ensure_port_free, port_open, wait_until
+from infra.stack.tools import java_bin, require, run_checked
+
+POM = Path(__file__).resolve().parent.parent / "kafka" / "pom.xml"
+
+LOG4J = """\
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.controller=WARN
+log4j.logger.kafka.log.LogCleaner=WARN
+"""
+
+
+def server_properties(settings: Settings, log_dir: Path, node_id: int = 1) -> str:
+    """``server.properties`` of a single-node KRaft broker+controller on loopback."""
+    port, cport = settings.kafka_port, settings.kafka_controller_port
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": str(node_id),
+        "controller.quorum.voters": f"{node_id}@127.0.0.1:{cport}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(log_dir),
+        "num.partitions": "3",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "false",
+        "message.max.bytes": str(2 * 1024 * 1024),
+        "log.retention.hours": "168",
+        "log.segment.bytes": str(256 * 1024 * 1024),
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+class KafkaBroker:
+    """Build (resolve jars), configure, start, probe and stop the local broker."""
+
+    name = "kafka"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.data_dir.resolve() / "kafka"
+        self.libs = settings.cache_dir.expanduser() / f"kafka-{settings.kafka_version}" / "libs"
+        self._log_offset = 0
+        self.proc = ManagedProcess(
+            "kafka", settings.run_path.resolve(), settings.logs_path.resolve(), marker=str(self.home)
+        )
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.settings.kafka_port}"
+
+    def ensure_jars(self) -> Path:
+        """Resolve the broker's jars into the cache once (Maven), then offline."""
+        marker = self.libs / ".complete"
+        if marker.exists():
+            return self.libs
+        mvn = require("mvn", "resolving Apache Kafka's jars needs Maven", "apt install maven")
+        self.libs.mkdir(parents=True, exist_ok=True)
+        run_checked(
+            [
+                mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+                f"-Dkafka.version={self.settings.kafka_version}",
+                f"-DoutputDirectory={self.libs}", "-DincludeScope=runtime",
+            ],
+            f"resolving Kafka {self.settings.kafka_version} jars with Maven",
+        )  # fmt: skip
+        marker.write_text(self.settings.kafka_version)
+        return self.libs
+
+    def running(self) -> bool:
+        return self.proc.pid() is not None
+
+    def answers(self) -> bool:
+        return port_open("127.0.0.1", self.settings.kafka_port)
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the broker (formatting storage on first run) and wait until it serves."""
+        java = java_bin()
+        self.ensure_jars()
+        ensure_port_free("127.0.0.1", self.settings.kafka_port, "CADENZA_KAFKA_PORT")
+        ensure_port_free("127.0.0.1", self.settings.kafka_controller_port, "CADENZA_KAFKA_CONTROLLER_PORT")
+        data = self.home / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        props = self.home / "server.properties"
+        props.write_text(server_properties(self.settings, data))
+        log4j = self.home / "log4j.properties"
+        log4j.write_text(LOG4J)
+        classpath = f"{self.libs}/*"
+        if not (data / "meta.properties").exists():
+            self._format(java, classpath, props, data)
+        log_file = self.proc.log_file
+        self._log_offset = log_file.stat().st_size if log_file.exists() else 0
+        self.proc.start(
+            [
+                java, f"-Xmx{self.settings.kafka_heap}", f"-Xms{self.settings.kafka_heap}",
+                "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j.configuration=file:{log4j}", f"-Dkafka.logs.dir={self.settings.logs_path.resolve()}",
+                "-cp", classpath, "kafka.Kafka", str(props),
+            ]
+        )  # fmt: skip
+        wait_until(self._ready, timeout, "Kafka broker", self.proc)
+
+    def _format(self, java: str, classpath: str, props: Path, data: Path) -> None:
+        cluster_id = (self.home / "cluster.id").read_text().strip() if (self.home / "cluster.id").exists() else ""
+        if not re.fullmatch(r"[A-Za-z0-9_-]{22}", cluster_id):
+            cluster_id = run_checked(
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"], "kafka storage uuid"
+            ).strip().splitlines()[-1]
+            (self.home / "cluster.id").write_text(cluster_id)
+        run_checked(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            f"formatting Kafka storage in {data}",
+        )
+
+    def _ready(self) -> bool:
+        if not self.answers():
+            return False
+        try:
+            with open(self.proc.log_file, "rb") as fh:
+                fh.seek(self._log_offset)
+                log = fh.read().decode(errors="replace")
+        except FileNotFoundError:
+            return False
+        return "Kafka Server started" in log
+
+    def stop(self) -> bool:
+        return self.proc.stop(timeout=30.0)
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+
+def kafka_version_of_jars(libs: Path) -> str | None:
+    """The Kafka version in a libs folder (for status), from the broker jar's name."""
+    for jar in libs.glob("kafka_2.13-*.jar"):
+        return jar.stem.removeprefix("kafka_2.13-")
+    return None
+

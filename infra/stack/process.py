@@ -1,0 +1,189 @@
+"""Detached service processes tracked by pid files under ``<data_dir>/run``.
+
+Used by the stack components (Kafka, FerretDB) and the demo supervisor: start a
+command in its own session with output to a log file, find it again after the CLI
+exits, stop it (TERM, then KILL) and check that a pid file still names the process
+it was written for (pid reuse is detected by comparing the command line).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.errors import ConfigError, StackError
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    """A named background process with a pid file and a log file."""
+
+    name: str
+    run_dir: Path
+    log_dir: Path
+    marker: str  # a string that must appear in the process command line
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The live pid of this process, or None (stale pid files are removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        if _cmdline_contains(pid, self.marker):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def start(self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self.pid_file.write_text(str(proc.pid))
+        # Between fork and exec the child's command line is still ours: wait for exec.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _cmdline_contains(proc.pid, self.marker):
+                break
+            time.sleep(0.01)
+        return proc.pid
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """Stop the process (TERM, then KILL after ``timeout``); True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout):
+            _signal_group(pid, signal.SIGKILL)
+            _wait_gone(pid, 5.0)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL, for crash tests."""
+        pid = self.pid()
+        if pid is not None:
+            _signal_group(pid, signal.SIGKILL)
+            _wait_gone(pid, 5.0)
+            self.pid_file.unlink(missing_ok=True)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def _cmdline_contains(pid: int, marker: str) -> bool:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    if ") Z" in stat:  # zombie
+        return False
+    return marker in raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return ") Z" not in stat
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return not _alive(pid)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_port_free(host: str, port: int, setting: str) -> None:
+    """Raise a :class:`ConfigError` naming the setting to change if the port is taken."""
+    if port_open(host, port):
+        raise ConfigError(
+            f"port {port} on {host} is already in use by another program; stop it or "
+            f"choose another port with {setting}=<port>"
+        )
+
+
+def free_port() -> int:
+    """An ephemeral port that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    proc: ManagedProcess | None = None,
+    interval: float = 0.2,
+) -> None:
+    """Poll ``check`` until it is true; raise a :class:`StackError` with the log tail if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.pid() is None:
+            raise StackError(
+                f"{what}: the process exited during start-up; last log lines "
+                f"({proc.log_file}):\n{proc.log_tail()}"
+            )
+        time.sleep(interval)
+    tail = f"; last log lines ({proc.log_file}):\n{proc.log_tail()}" if proc else ""
+    raise StackError(f"{what}: not ready after {timeout:.0f} s{tail}")

@@ -1,0 +1,1 @@
+"""The Faust recommender: per-listener session state -> ``cadenza.recommendations``."""

@@ -1,0 +1,163 @@
+"""MongoDB document shapes, one model per collection of the design.
+
+Writers: ``etl`` (``tracks``, ``etl_errors``), ``streaming_jobs`` (``models``,
+``sessions``, ``plays``, ``users``, ``trending``, cluster fields of ``tracks``).
+Readers: every service. ``_id`` is always the natural id, so writes are idempotent
+upserts. Collection names and indexes live in :data:`COLLECTIONS`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import PlayKind, TrackCount, TrackId, UserId, UtcDatetime, utcnow
+from schemas.features import FEATURE_SET_VERSION
+
+
+class Document(BaseModel):
+    """Base of every stored document: ``id`` is stored as ``_id``."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    def to_mongo(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="python")
+
+
+class TrackDoc(Document):
+    """``tracks``: one catalogue entry with its feature vector and cluster."""
+
+    id: TrackId = Field(alias="_id")
+    title: str = ""
+    artist: str = ""
+    album: str = ""
+    genres: list[int] = Field(default_factory=list)
+    genre_top: str | None = None
+    duration_s: float = 0.0
+    audio_path: str | None = None
+    subset: str | None = None
+    features: list[float] | None = None
+    feature_set_version: str = FEATURE_SET_VERSION
+    source: str = "extracted"
+    cluster: int | None = None
+    model_version: str | None = None
+    updated: datetime = Field(default_factory=utcnow)
+
+
+class EtlErrorDoc(Document):
+    """``etl_errors``: a file the ETL could not turn into features (keyed by track id)."""
+
+    id: int = Field(alias="_id")
+    path: str
+    error_class: str
+    message: str
+    feature_set_version: str = FEATURE_SET_VERSION
+    ts: datetime = Field(default_factory=utcnow)
+
+
+class ModelDoc(Document):
+    """``models``: one trained model in the registry."""
+
+    id: str = Field(alias="_id", description="Model version id.")
+    k: int
+    created: datetime = Field(default_factory=utcnow)
+    path: str
+    export_path: str
+    feature_set_version: str = FEATURE_SET_VERSION
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    current: bool = False
+
+
+class PlayDoc(Document):
+    """``plays``: listening history, one document per event (``_id`` = event id)."""
+
+    id: str = Field(alias="_id")
+    user_id: UserId
+    track_id: TrackId
+    kind: PlayKind
+    position_s: float = 0.0
+    ts: UtcDatetime
+    cluster: int | None = None
+
+
+class SessionDoc(Document):
+    """``sessions``: one closed listening session (``_id`` = ``user_id:start``)."""
+
+    id: str = Field(alias="_id")
+    user_id: UserId
+    start: UtcDatetime
+    end: UtcDatetime
+    tracks: list[int] = Field(default_factory=list)
+    plays: int = 0
+    skips: int = 0
+    completes: int = 0
+    likes: int = 0
+    dominant_cluster: int | None = None
+
+
+class UserDoc(Document):
+    """``users``: a listener's long-term profile."""
+
+    id: UserId = Field(alias="_id")
+    counts: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="cluster -> {play, skip, complete, like} counts"
+    )
+    top_tracks: list[TrackCount] = Field(default_factory=list)
+    updated: datetime = Field(default_factory=utcnow)
+
+
+class TrendingDoc(Document):
+    """``trending``: play count of a cluster (or track) in one window."""
+
+    id: str = Field(alias="_id", description="'<scope>:<id>:<window start ISO>'")
+    scope: str = Field(description="'cluster' or 'track'")
+    ref: int
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    plays: int
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A secondary index: ``keys`` as pymongo expects, plus options."""
+
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    document: type[Document]
+    indexes: tuple[IndexSpec, ...] = field(default_factory=tuple)
+
+
+COLLECTIONS: tuple[CollectionSpec, ...] = (
+    CollectionSpec(
+        "tracks",
+        TrackDoc,
+        (
+            IndexSpec((("cluster", 1),)),
+            IndexSpec((("genre_top", 1),)),
+            IndexSpec((("artist", 1),)),
+            IndexSpec((("title", 1),)),
+            IndexSpec((("feature_set_version", 1),)),
+        ),
+    ),
+    CollectionSpec("etl_errors", EtlErrorDoc),
+    CollectionSpec("models", ModelDoc, (IndexSpec((("current", 1),)), IndexSpec((("created", -1),)))),
+    CollectionSpec("users", UserDoc),
+    CollectionSpec("sessions", SessionDoc, (IndexSpec((("user_id", 1), ("start", -1))),)),
+    CollectionSpec("plays", PlayDoc, (IndexSpec((("user_id", 1), ("ts", -1))),)),
+    CollectionSpec("trending", TrendingDoc, (IndexSpec((("scope", 1), ("window_end", -1))),)),
+)
+
+
+def new_id() -> str:
+    """A fresh opaque id (model versions etc.)."""
+    return uuid.uuid4().hex[:12]

@@ -1,0 +1,1 @@
+"""Spark jobs: K-Means training and registry, and the Structured Streaming queries."""
