@@ -8,11 +8,10 @@ configuration table is generated from this class (``cadenza config --markdown``)
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, computed_field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import TopicSpec
@@ -75,6 +74,9 @@ class Settings(BaseSettings):
     # --- Spark ------------------------------------------------------------------------
     spark_master: str = Field("local[*]", description="Spark master URL (local[*], spark://…).")
     spark_driver_memory: str = Field("2g", description="Spark driver memory.")
+    spark_shuffle_partitions: int = Field(
+        8, ge=1, description="spark.sql.shuffle.partitions of Cadenza's Spark jobs."
+    )
     spark_kafka_jars: str | None = Field(
         None,
         description="Comma-separated jar paths of spark-sql-kafka; default: resolved from "
@@ -127,13 +129,11 @@ class Settings(BaseSettings):
     fma_dir: Path | None = Field(None, description="FMA root holding fma_metadata/ and audio.")
 
     # --- derived ----------------------------------------------------------------------
-    @computed_field  # type: ignore[prop-decorator]
-    @cached_property
+    @property
     def models_path(self) -> Path:
         return self.model_dir or self.data_dir / "models"
 
-    @computed_field  # type: ignore[prop-decorator]
-    @cached_property
+    @property
     def checkpoints_path(self) -> Path:
         return self.checkpoint_dir or self.data_dir / "checkpoints"
 

@@ -15,6 +15,7 @@ from infra.errors import InfraError
 from infra.kafka_clients import TopicState, describe_topics, ensure_topics
 from infra.mongo import client, database, init_db, ping
 from infra.settings import Settings
+from infra.spark import kafka_connector_jars
 from infra.stack.ferretdb import FerretDB
 from infra.stack.kafka import KafkaBroker
 from infra.stack.process import wait_until
@@ -68,6 +69,8 @@ class LocalStack:
         """Resolve Kafka's jars and build FerretDB into the cache (no processes started)."""
         report(f"kafka jars: {self.kafka.ensure_jars()}")
         report(f"ferretdb binary: {self.ferretdb.ensure_binary()}")
+        jars = kafka_connector_jars(self.settings)
+        report(f"spark kafka connector: {', '.join(j.name for j in jars)}")
 
     def up(self, report: Report = lambda _msg: None) -> None:
         for comp in self.components:
