@@ -79,7 +79,9 @@ def _print_status(status: StackStatus, settings: Settings) -> None:
     for col in ("component", "address", "pid", "answers", "log"):
         table.add_column(col)
     for c in status.components:
-        table.add_row(c.name, c.address, str(c.pid or "-"), "[green]yes[/]" if c.answers else "[red]no[/]", c.log)
+        table.add_row(
+            c.name, c.address, str(c.pid or "-"), "[green]yes[/]" if c.answers else "[red]no[/]", c.log
+        )
     console.print(table)
     if status.topics:
         topics = Table(title=f"Topics on {settings.bootstrap_servers}", title_justify="left")
@@ -90,7 +92,9 @@ def _print_status(status: StackStatus, settings: Settings) -> None:
             topics.add_row(t.name, f"{t.partitions}" if ok else f"[red]{t.partitions} (want {t.expected})[/]")
         console.print(topics)
     if status.database:
-        console.print(f"MongoDB {settings.mongo_uri} database [bold]{settings.mongodb_db}[/] (server {status.database})")
+        console.print(
+            f"MongoDB {settings.mongo_uri} database [bold]{settings.mongodb_db}[/] (server {status.database})"
+        )
     for problem in status.problems:
         console.print(f"[red]problem:[/] {problem}", highlight=False)
 

@@ -8,6 +8,8 @@ the registry's topics (``schemas.topics``) with their partition counts.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -100,7 +102,9 @@ def aio_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**config)
 
 
-def aio_consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
+def aio_consumer(
+    settings: Settings, *topics: str, group_id: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
     """An aiokafka consumer with manual commits (call ``await c.start()``)."""
     config: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_servers,
@@ -143,10 +147,8 @@ def ensure_topics(
             if name not in existing
         ]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won the race
                 client.create_topics(new, timeout_ms=30000)
-            except TopicAlreadyExistsError:  # a concurrent creator won the race
-                pass
             changed += [f"created {t.name} ({t.num_partitions} partitions)" for t in new]
         grow = {
             name: NewPartitions(spec.partitions)
@@ -156,12 +158,25 @@ def ensure_topics(
         if grow:
             client.create_partitions(grow)
             changed += [f"grew {n} to {p.total_count} partitions" for n, p in grow.items()]
+        if changed:
+            _wait_visible(client, {name: spec.partitions for name, spec in wanted.items()})
     except KafkaError as err:
         raise _unreachable(settings, err) from None
     finally:
         if own:
             client.close()
     return changed
+
+
+def _wait_visible(client: KafkaAdminClient, wanted: dict[str, int], timeout: float = 30.0) -> None:
+    """Block until the broker's metadata shows every topic with its partitions."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = _partition_counts(client)
+        if all(counts.get(name, 0) >= n for name, n in wanted.items()):
+            return
+        time.sleep(0.1)
+    raise UnreachableError(f"topics {sorted(wanted)} were created but did not appear within {timeout:.0f} s")
 
 
 def _partition_counts(client: KafkaAdminClient) -> dict[str, int]:
@@ -191,6 +206,4 @@ def describe_topics(settings: Settings, client: KafkaAdminClient | None = None) 
     finally:
         if own:
             client.close()
-    return [
-        TopicState(settings.topic(s), existing.get(settings.topic(s), 0), s.partitions) for s in TOPICS
-    ]
+    return [TopicState(settings.topic(s), existing.get(settings.topic(s), 0), s.partitions) for s in TOPICS]

@@ -2,7 +2,7 @@
 
 The connector (``spark-sql-kafka-0-10`` of the installed pyspark's Spark line, plus
 the three jars it needs that pyspark does not ship) is resolved once with Maven
-(``infra/spark/pom.xml``) into ``<cache_dir>/spark-kafka-<version>/``; later runs are
+(``infra/poms/spark-kafka.xml``) into ``<cache_dir>/spark-kafka-<version>/``; later runs are
 offline. Every Spark job in Cadenza gets its session from :func:`spark_session`.
 """
 
@@ -20,7 +20,7 @@ from infra.stack.tools import java_bin, require, run_checked
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-POM = Path(__file__).resolve().parent / "spark" / "pom.xml"
+POM = Path(__file__).resolve().parent / "poms" / "spark-kafka.xml"
 #: The connector's own jars; everything else it depends on ships with pyspark.
 CONNECTOR_ARTIFACTS = (
     "spark-sql-kafka-0-10_2.13",

@@ -52,6 +52,14 @@ def stack_overrides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
         stack.down()
 
 
+@pytest.fixture(scope="session")
+def owned_stack(stack_overrides: dict[str, Any]) -> LocalStack:
+    """The session's local stack when this test run started it (skip when reusing one)."""
+    if "data_dir" not in stack_overrides:
+        pytest.skip("the stack is external (CADENZA_TEST_*): lifecycle tests need their own")
+    return LocalStack(Settings(**stack_overrides))
+
+
 @pytest.fixture
 def settings(stack_overrides: dict[str, Any], tmp_path: Path) -> Settings:
     """Settings for one test: the session's stack, a unique topic prefix and database."""

@@ -14,11 +14,47 @@ import stat
 import tempfile
 from pathlib import Path
 
+from infra.errors import ConfigError
 from infra.settings import Settings
 from infra.stack.process import ManagedProcess, ensure_port_free, port_open, wait_until
 from infra.stack.tools import require, run_checked
 
 MODULE = "github.com/FerretDB/FerretDB"
+
+#: Source fixes applied before building (file, original, replacement, count), bumping
+#: the cache key. v1.24's SQLite backend looks ``_id`` up as ``->'$._id'`` while its
+#: unique index is on ``->"_id"``, so SQLite never used the index: every update or
+#: upsert by ``_id`` scanned the table (11 ms per update at 5,000 documents, growing
+#: linearly). It also pushed down only string/ObjectId ids; integer ids (FMA track
+#: ids) are added, matched on their stored representation.
+PATCHES: tuple[tuple[str, str, str, int], ...] = (
+    (
+        "internal/backends/sqlite/metadata/metadata.go",
+        """IDColumn = DefaultColumn + "->'$._id'\"""",
+        """IDColumn = DefaultColumn + "->'_id'\"""",
+        1,
+    ),
+    (
+        "internal/backends/sqlite/collection.go",
+        "case string, types.ObjectID:",
+        "case string, types.ObjectID, int32, int64:",
+        2,
+    ),
+)
+PATCH_LEVEL = "cadenza1"
+
+
+def apply_patches(src: Path) -> None:
+    """Apply :data:`PATCHES` to a FerretDB source tree; fail loudly if one no longer fits."""
+    for rel, old, new, count in PATCHES:
+        path = src / rel
+        text = path.read_text()
+        if text.count(old) != count:
+            raise ConfigError(
+                f"FerretDB source {rel} does not contain {old!r} {count}x: the pinned version "
+                "changed; update infra/stack/ferretdb.py PATCHES"
+            )
+        path.write_text(text.replace(old, new))
 
 
 class FerretDB:
@@ -30,7 +66,7 @@ class FerretDB:
         self.settings = settings
         self.home = settings.data_dir.resolve() / "ferretdb"
         version = settings.ferretdb_version
-        self.binary = settings.cache_dir.expanduser() / f"ferretdb-{version}" / "ferretdb"
+        self.binary = settings.cache_dir.expanduser() / f"ferretdb-{version}-{PATCH_LEVEL}" / "ferretdb"
         self.proc = ManagedProcess(
             "ferretdb", settings.run_path.resolve(), settings.logs_path.resolve(), marker=str(self.home)
         )
@@ -43,12 +79,18 @@ class FerretDB:
         """Build FerretDB from its Go module once (needs Go only while the cache is cold)."""
         if self.binary.exists():
             return self.binary
-        go = require("go", "building FerretDB needs Go 1.22+", "https://go.dev/doc/install or apt install golang")
+        go = require(
+            "go", "building FerretDB needs Go 1.22+", "https://go.dev/doc/install or apt install golang"
+        )
         version = self.settings.ferretdb_version
         info = json.loads(
-            run_checked([go, "mod", "download", "-json", f"{MODULE}@{version}"], f"downloading FerretDB {version}",
-                        env={"GOFLAGS": "-mod=mod"}, cwd=Path(tempfile.gettempdir()))
-        )  # fmt: skip
+            run_checked(
+                [go, "mod", "download", "-json", f"{MODULE}@{version}"],
+                f"downloading FerretDB {version}",
+                env={"GOFLAGS": "-mod=mod"},
+                cwd=Path(tempfile.gettempdir()),
+            )
+        )
         self.binary.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="ferretdb-build-") as tmp:
             src = Path(tmp) / "src"
@@ -58,9 +100,19 @@ class FerretDB:
             version_dir = src / "build" / "version"
             (version_dir / "version.txt").write_text(version + "\n")
             (version_dir / "package.txt").write_text("cadenza\n")
+            apply_patches(src)
             out = self.binary.with_suffix(".tmp")
             run_checked(
-                [go, "build", "-trimpath", "-tags", "ferretdb_no_postgresql", "-o", str(out), "./cmd/ferretdb"],
+                [
+                    go,
+                    "build",
+                    "-trimpath",
+                    "-tags",
+                    "ferretdb_no_postgresql",
+                    "-o",
+                    str(out),
+                    "./cmd/ferretdb",
+                ],
                 f"building FerretDB {version}",
                 cwd=src,
             )
@@ -82,7 +134,8 @@ class FerretDB:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.proc.start(
             [
-                str(binary), "--handler=sqlite", f"--sqlite-url=file:{sqlite_dir}/",
+                str(binary), "--handler=sqlite",
+                f"--sqlite-url=file:{sqlite_dir}/?_pragma=synchronous({self.settings.ferretdb_sqlite_sync})",
                 f"--listen-addr=127.0.0.1:{self.settings.ferretdb_port}", f"--state-dir={state_dir}",
                 "--telemetry=disable", "--debug-addr=-", "--log-level=warn",
             ]

@@ -1,6 +1,6 @@
 """The local Apache Kafka broker: single node, KRaft mode, from Apache Kafka's own jars.
 
-Jars come from Maven (``infra/kafka/pom.xml``) into ``<cache_dir>/kafka-<version>/libs``
+Jars come from Maven (``infra/poms/kafka-broker.xml``) into ``<cache_dir>/kafka-<version>/libs``
 once; broker data, config and logs go under ``<data_dir>/kafka``. The broker runs on
 the system Java 17+ and listens on 127.0.0.1 only.
 """
@@ -14,7 +14,7 @@ from infra.settings import Settings
 from infra.stack.process import ManagedProcess, ensure_port_free, port_open, wait_until
 from infra.stack.tools import java_bin, require, run_checked
 
-POM = Path(__file__).resolve().parent.parent / "kafka" / "pom.xml"
+POM = Path(__file__).resolve().parent.parent / "poms" / "kafka-broker.xml"
 
 LOG4J = """\
 log4j.rootLogger=INFO, stdout
@@ -120,18 +120,25 @@ class KafkaBroker:
             [
                 java, f"-Xmx{self.settings.kafka_heap}", f"-Xms{self.settings.kafka_heap}",
                 "-XX:+UseG1GC", "-Djava.awt.headless=true",
-                f"-Dlog4j.configuration=file:{log4j}", f"-Dkafka.logs.dir={self.settings.logs_path.resolve()}",
+                f"-Dlog4j.configuration=file:{log4j}",
+                f"-Dkafka.logs.dir={self.settings.logs_path.resolve()}",
                 "-cp", classpath, "kafka.Kafka", str(props),
             ]
         )  # fmt: skip
         wait_until(self._ready, timeout, "Kafka broker", self.proc)
 
     def _format(self, java: str, classpath: str, props: Path, data: Path) -> None:
-        cluster_id = (self.home / "cluster.id").read_text().strip() if (self.home / "cluster.id").exists() else ""
+        cluster_id = (
+            (self.home / "cluster.id").read_text().strip() if (self.home / "cluster.id").exists() else ""
+        )
         if not re.fullmatch(r"[A-Za-z0-9_-]{22}", cluster_id):
-            cluster_id = run_checked(
-                [java, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"], "kafka storage uuid"
-            ).strip().splitlines()[-1]
+            cluster_id = (
+                run_checked(
+                    [java, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"], "kafka storage uuid"
+                )
+                .strip()
+                .splitlines()[-1]
+            )
             (self.home / "cluster.id").write_text(cluster_id)
         run_checked(
             [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
@@ -161,4 +168,3 @@ def kafka_version_of_jars(libs: Path) -> str | None:
     for jar in libs.glob("kafka_2.13-*.jar"):
         return jar.stem.removeprefix("kafka_2.13-")
     return None
-

@@ -8,6 +8,7 @@ it was written for (pid reuse is detected by comparing the command line).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -115,10 +116,8 @@ def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _alive(pid: int) -> bool:
@@ -132,10 +131,8 @@ def _alive(pid: int) -> bool:
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         if not _alive(pid):
             return True
         time.sleep(0.1)

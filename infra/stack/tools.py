@@ -48,7 +48,9 @@ def require(tool: str, why: str, install: str) -> str:
     return found
 
 
-def run_checked(argv: list[str], what: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+def run_checked(
+    argv: list[str], what: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> str:
     """Run a build step; on failure raise a :class:`ConfigError` with the output's tail."""
     proc = subprocess.run(
         argv, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
