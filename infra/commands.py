@@ -18,7 +18,7 @@ from infra.kafka_clients import ensure_topics
 from infra.logs import setup_logging
 from infra.mongo import client, database, init_db
 from infra.settings import Settings, get_settings
-from infra.settings_doc import settings_markdown, settings_rows
+from infra.settings_doc import settings_markdown, settings_rows, update_readme
 from infra.stack.manager import LocalStack, StackStatus
 from schemas.json_schema import export
 
@@ -134,9 +134,16 @@ def schemas_export(
 
 def config(
     markdown: bool = typer.Option(False, "--markdown", help="Print the README's configuration table."),
+    update_readme_path: Path | None = typer.Option(
+        None, "--update-readme", help="Rewrite the settings table in this README file."
+    ),
 ) -> None:
     """Show every CADENZA_* setting with its current value and meaning."""
     settings = get_settings()
+    if update_readme_path is not None:
+        changed = update_readme(update_readme_path)
+        console.print(f"{update_readme_path}: {'updated' if changed else 'already current'}")
+        return
     if markdown:
         print(settings_markdown())
         return

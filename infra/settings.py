@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.errors import ConfigError
 from schemas.topics import TopicSpec
 
 
@@ -70,8 +71,8 @@ class Settings(BaseSettings):
     ferretdb_port: int = Field(27017, description="Local stack: FerretDB listen port.")
     ferretdb_sqlite_sync: Literal["off", "normal", "full"] = Field(
         "normal",
-        description="Local stack: SQLite `synchronous` of FerretDB (WAL mode). 'normal' survives "
-        "process crashes and writes ~50x faster than 'full', which also survives power loss.",
+        description="Local stack: SQLite `synchronous` of FerretDB (WAL mode): 'normal' survives "
+        "process crashes, 'full' also power loss (slower writes).",
     )
 
     # --- Spark ------------------------------------------------------------------------
@@ -159,5 +160,15 @@ class Settings(BaseSettings):
 
 
 def get_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with explicit overrides (tests, CLI flags)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Settings from the environment, with explicit overrides (tests, CLI flags).
+
+    An invalid value raises a one-line :class:`ConfigError` naming the variable.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        problems = []
+        for e in err.errors()[:3]:
+            name = "CADENZA_" + "_".join(str(p) for p in e["loc"]).upper()
+            problems.append(f"{name}={e.get('input')!r}: {e['msg']}")
+        raise ConfigError("invalid setting " + "; ".join(problems) + " (see `cadenza config`)") from None

@@ -6,7 +6,11 @@ defaults), so the README cannot drift from the code.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import SecretStr
+
+from infra.errors import ConfigError
 
 from infra.settings import Settings
 
@@ -34,3 +38,19 @@ def settings_markdown() -> str:
         shown = default.replace(str(Settings.model_fields["cache_dir"].default), "~/.cache/cadenza")
         lines.append(f"| `{name}` | `{shown}` | {description} |")
     return "\n".join(lines)
+
+
+START, END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+
+
+def update_readme(path: Path) -> bool:
+    """Rewrite the table between the README's markers; True if it changed."""
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise ConfigError(f"{path} has no {START} … {END} markers for the settings table")
+    head, rest = text.split(START, 1)
+    _old, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{settings_markdown()}\n{END}{tail}"
+    if new != text:
+        path.write_text(new)
+    return new != text

@@ -27,6 +27,7 @@ MODULE = "github.com/FerretDB/FerretDB"
 #: upsert by ``_id`` scanned the table (11 ms per update at 5,000 documents, growing
 #: linearly). It also pushed down only string/ObjectId ids; integer ids (FMA track
 #: ids) are added, matched on their stored representation.
+#: The patches fix the local development server only; production uses any MongoDB.
 PATCHES: tuple[tuple[str, str, str, int], ...] = (
     (
         "internal/backends/sqlite/metadata/metadata.go",
@@ -40,8 +41,18 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
         "case string, types.ObjectID, int32, int64:",
         2,
     ),
+    # The update handler deferred closing each statement's query iterator to the end of
+    # the whole command: a bulk write updating more than 100 existing documents used up
+    # the 100-connection pool and hung forever. Close each one when its update is done.
+    ("internal/handler/msg_update.go", "\t\tdefer closer.Close()\n", "", 1),
+    (
+        "internal/handler/msg_update.go",
+        'result, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n',
+        'result, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n\t\tcloser.Close()\n',
+        1,
+    ),
 )
-PATCH_LEVEL = "cadenza1"
+PATCH_LEVEL = "cadenza2"
 
 
 def apply_patches(src: Path) -> None:

@@ -1,0 +1,354 @@
+"""The ETL batch job: an FMA directory -> MongoDB ``tracks`` + ``tracks.new`` events, on Spark.
+
+Source: an FMA root (``fma_metadata/tracks.csv`` and audio, as downloaded or as
+``cadenza sample-data`` writes it), read by :mod:`etl.fma`. Destinations: MongoDB
+``tracks`` (a :class:`~schemas.documents.TrackDoc` per analysed track, ``source`` =
+``"extracted"``), ``etl_errors`` (files that could not be analysed, tracks whose audio
+is missing) and ``tracks.new`` (a ``TrackEvent`` per stored track), all written by the
+executors (:mod:`etl.partition`) except the missing-audio records.
+
+The driver plans the run (tracks already stored with this feature-set version are
+skipped, so an interrupted run resumes; tracks stored under an older version are
+re-analysed and replaced), spreads the rest over Spark's Python workers in small
+partitions, reports progress from a Spark accumulator, and returns an
+:class:`EtlSummary`. Interrupting it (Ctrl-C, or a progress callback that raises)
+cancels the Spark job; what was stored stays stored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from etl import writer
+from etl.errors import EtlError
+from etl.fma import AUDIO_DIRS, SUBSETS, FmaTrack, audio_relpath, candidate_dirs, load_catalogue
+from etl.partition import FAILED, STORED, UPDATED, Outcome, PartitionConfig, WorkItem, process_partition
+from infra.kafka_clients import producer
+from infra.mongo import client, database, init_db, ping
+from infra.settings import Settings
+from schemas.documents import EtlErrorDoc
+from schemas.features import FEATURE_SET_VERSION
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+Progress = Callable[[int, int], None]
+
+MISSING_AUDIO: Final = "MissingAudio"
+#: At most this many tracks per partition: one MongoDB insert and one Kafka flush each.
+MAX_PER_PARTITION: Final = 16
+#: Aim for this many partitions per core, so fast and slow clips even out.
+PARTITIONS_PER_CORE: Final = 4
+POLL_S: Final = 0.25
+CANCEL_WAIT_S: Final = 60.0
+THREAD_VARIABLES: Final = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def executor_env() -> dict[str, str]:
+    """Environment of the Python workers: numba's kernel cache, one math thread per task."""
+    from etl.features import numba_cache_dir
+
+    return {"NUMBA_CACHE_DIR": str(numba_cache_dir()), **dict.fromkeys(THREAD_VARIABLES, "1")}
+
+
+def spark_conf() -> dict[str, str]:
+    """Spark settings of the ETL session: :func:`executor_env` and Python worker reuse."""
+    env = {f"spark.executorEnv.{k}": v for k, v in executor_env().items()}
+    return {**env, "spark.python.worker.reuse": "true"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run does with each selected track."""
+
+    new: list[FmaTrack]
+    stale: list[FmaTrack]  # stored under another feature-set version
+    skipped: list[int]  # stored with this version
+    missing: list[FmaTrack]  # no audio file
+
+
+@dataclass(frozen=True)
+class EtlSummary:
+    """What a run did; ``failures`` are the per-file errors, also stored in ``etl_errors``."""
+
+    fma_dir: Path
+    subset: str
+    selected: int
+    stored: int
+    updated: int
+    skipped: int
+    failed: int
+    missing: int
+    published: int
+    analysed: int
+    partitions: int
+    workers: int
+    peak_worker_rss: int
+    extract_s: float
+    elapsed_s: float
+    failures: tuple[Outcome, ...] = ()
+    missing_ids: tuple[int, ...] = ()
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.analysed / self.extract_s if self.extract_s > 0 else 0.0
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) lines of the end-of-run table."""
+        rss = f"{self.peak_worker_rss / 2**20:.0f} MiB" if self.peak_worker_rss else "-"
+        return [
+            ("tracks selected", f"{self.selected} ({self.subset}, {self.fma_dir})"),
+            ("stored (new)", str(self.stored)),
+            ("updated (older feature set)", str(self.updated)),
+            ("skipped (already stored)", str(self.skipped)),
+            ("failed (see etl_errors)", str(self.failed)),
+            ("missing audio (see etl_errors)", str(self.missing)),
+            ("events published", str(self.published)),
+            ("clips analysed", f"{self.analysed} in {self.partitions} partitions"),
+            ("clips/s", f"{self.clips_per_s:.2f}"),
+            ("python workers, peak memory", f"{self.workers}, {rss}"),
+            ("elapsed", f"{self.elapsed_s:.1f} s"),
+        ]
+
+
+# --- planning (pure) -------------------------------------------------------------------
+
+
+def detect_subset(root: Path) -> str:
+    """The largest FMA subset whose audio folder exists under ``root`` (``small`` if none)."""
+    for name, folder in zip(reversed(SUBSETS), reversed(AUDIO_DIRS), strict=True):
+        if (root / folder).is_dir():
+            return name
+    return "small"
+
+
+def select(tracks: Iterable[FmaTrack], limit: int | None) -> list[FmaTrack]:
+    """Tracks in id order, the first ``limit`` of them if given (the same ones on every run)."""
+    ordered = sorted(tracks, key=lambda t: t.id)
+    return ordered if limit is None else ordered[: max(0, limit)]
+
+
+def plan_tracks(tracks: Sequence[FmaTrack], stored: Mapping[int, str], version: str) -> Plan:
+    """Split tracks into new, stale, skipped (stored with ``version``) and missing audio."""
+    plan = Plan([], [], [], [])
+    for track in tracks:
+        if stored.get(track.id) == version:
+            plan.skipped.append(track.id)
+        elif track.audio_path is None:
+            plan.missing.append(track)
+        elif track.id in stored:
+            plan.stale.append(track)
+        else:
+            plan.new.append(track)
+    return plan
+
+
+def partition_count(n: int, parallelism: int) -> int:
+    """Partitions for ``n`` tracks: about 4 per core, at most 16 tracks each."""
+    if n <= 0:
+        return 0
+    size = max(1, min(MAX_PER_PARTITION, math.ceil(n / (PARTITIONS_PER_CORE * max(1, parallelism)))))
+    return math.ceil(n / size)
+
+
+def missing_error(root: Path, track: FmaTrack) -> EtlErrorDoc:
+    folders = candidate_dirs(track.subset)
+    return EtlErrorDoc(
+        id=track.id,
+        path=audio_relpath(track.id, folders[0]),
+        error_class=MISSING_AUDIO,
+        message=f"no audio file for track {track.id} in {', '.join(folders)} under {root}; "
+        "download that FMA audio subset or choose another with --subset",
+    )
+
+
+def failure_message(exc: BaseException) -> str:
+    """The Python error behind a failed Spark job, in one line."""
+    text = str(exc)
+    for name, message in reversed(re.findall(r"^([\w.]*(?:Error|Exception)): (.+)$", text, flags=re.M)):
+        if not name.startswith(("org.apache", "java.", "py4j.", "scala.")):
+            return f"{name.rsplit('.', 1)[-1]}: {message.strip()}"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}"[:500]
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def resolve_root(settings: Settings, fma_dir: Path | str | None) -> Path:
+    root = Path(fma_dir) if fma_dir is not None else settings.fma_dir
+    if root is None:
+        raise EtlError(
+            "no FMA directory: pass --fma-dir or set CADENZA_FMA_DIR "
+            "(or create one with `cadenza sample-data DIR`)"
+        )
+    return root.expanduser()
+
+
+def run_etl(
+    spark: SparkSession,
+    settings: Settings,
+    fma_dir: Path | str | None = None,
+    *,
+    subset: str | None = None,
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> EtlSummary:
+    """Analyse the FMA directory's tracks that are not stored yet; see the module docstring.
+
+    ``subset`` defaults to the largest one whose audio folder exists; ``limit`` keeps
+    the first N tracks by id. ``progress(done, total)`` is called about 4 times a
+    second while the Spark job runs; if it raises, the job is cancelled and the
+    exception propagates (so does Ctrl-C).
+    """
+    started = time.perf_counter()
+    root = resolve_root(settings, fma_dir)
+    chosen = subset or detect_subset(root)
+    if chosen not in SUBSETS:
+        raise EtlError(f"unknown subset {chosen!r}; choose one of {', '.join(SUBSETS)}")
+    tracks = select(load_catalogue(root, chosen).tracks, limit)
+    topic = settings.topic("tracks.new")
+    mongo = client(settings)
+    try:
+        ping(settings, mongo)
+        db = database(settings, mongo)
+        init_db(db)
+        kafka = producer(settings)
+        try:
+            published = writer.replay_outbox(db, kafka, topic)
+            stored = writer.stored_versions(db[writer.TRACKS], [t.id for t in tracks])
+            known_errors = writer.error_classes(db[writer.ERRORS])
+            plan = plan_tracks(tracks, stored, FEATURE_SET_VERSION)
+            missing = [missing_error(root, t) for t in plan.missing]
+            writer.record_errors(db[writer.ERRORS], missing, known_errors)
+            stale = {t.id for t in plan.stale}
+            items = [
+                WorkItem(t.id, str(t.audio_path), t.document_fields(), replace=t.id in stale)
+                for t in sorted(plan.new + plan.stale, key=lambda t: t.id)
+            ]
+            had_error = frozenset(i.track_id for i in items if i.track_id in known_errors)
+            config = PartitionConfig(settings, str(root.resolve()), had_error)
+            outcomes, partitions, extract_s = run_partitions(spark, config, items, progress)
+            published += writer.replay_outbox(db, kafka, topic)
+        finally:
+            kafka.close(timeout=10)
+    finally:
+        mongo.close()
+    return summarise(
+        root=root,
+        subset=chosen,
+        selected=len(tracks),
+        plan=plan,
+        outcomes=outcomes,
+        partitions=partitions,
+        replayed=published,
+        extract_s=extract_s,
+        started=started,
+    )
+
+
+def summarise(
+    *,
+    root: Path,
+    subset: str,
+    selected: int,
+    plan: Plan,
+    outcomes: Sequence[Outcome],
+    partitions: int,
+    replayed: int,
+    extract_s: float,
+    started: float,
+) -> EtlSummary:
+    status = [o.status for o in outcomes]
+    rss: dict[int, int] = {}
+    for o in outcomes:
+        rss[o.pid] = max(rss.get(o.pid, 0), o.peak_rss)
+    stored, updated, failed = status.count(STORED), status.count(UPDATED), status.count(FAILED)
+    return EtlSummary(
+        fma_dir=root,
+        subset=subset,
+        selected=selected,
+        stored=stored,
+        updated=updated,
+        skipped=len(plan.skipped) + len(outcomes) - stored - updated - failed,
+        failed=failed,
+        missing=len(plan.missing),
+        published=replayed + stored + updated,
+        analysed=len(outcomes),
+        partitions=partitions,
+        workers=len(rss),
+        peak_worker_rss=max(rss.values(), default=0),
+        extract_s=extract_s,
+        elapsed_s=time.perf_counter() - started,
+        failures=tuple(sorted((o for o in outcomes if o.status == FAILED), key=lambda o: o.track_id)),
+        missing_ids=tuple(t.id for t in plan.missing),
+    )
+
+
+def run_partitions(
+    spark: SparkSession, config: PartitionConfig, items: Sequence[WorkItem], progress: Progress | None
+) -> tuple[list[Outcome], int, float]:
+    """Run :func:`etl.partition.process_partition` over ``items`` on Spark.
+
+    Returns ``(outcomes, partitions, seconds)``. The action runs in a helper thread
+    under its own job group while this thread reports progress, so an exception here
+    (Ctrl-C, a raising ``progress``) cancels exactly this job.
+    """
+    total = len(items)
+    if total == 0:
+        if progress:
+            progress(0, 0)
+        return [], 0, 0.0
+    sc = spark.sparkContext
+    partitions = partition_count(total, sc.defaultParallelism)
+    done = sc.accumulator(0)
+    group = f"cadenza-etl-{uuid.uuid4().hex[:8]}"
+    result: dict[str, Any] = {}
+
+    def action() -> None:
+        sc.setJobGroup(group, f"cadenza etl: {total} tracks", interruptOnCancel=True)
+        try:
+            rdd = sc.parallelize(list(items), partitions)
+            work = rdd.mapPartitions(lambda rows: process_partition(config, rows, done))
+            result["outcomes"] = work.collect()
+        except BaseException as exc:  # reported by the calling thread
+            result["error"] = exc
+
+    saved = dict(sc.environment)
+    sc.environment.update(executor_env())  # read when the job's Python function is built
+    started = time.perf_counter()
+    worker = threading.Thread(target=action, name="cadenza-etl-job", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(POLL_S)
+            if progress:
+                progress(min(int(done.value), total), total)
+    except BaseException:
+        sc.cancelJobGroup(group)
+        worker.join(CANCEL_WAIT_S)
+        raise
+    finally:
+        sc.environment.clear()
+        sc.environment.update(saved)
+    if "error" in result:
+        raise EtlError(
+            f"the Spark ETL job failed: {failure_message(result['error'])}; "
+            "fix the cause and run it again (tracks stored so far are kept)"
+        )
+    if progress:
+        progress(total, total)
+    return list(result["outcomes"]), partitions, time.perf_counter() - started
