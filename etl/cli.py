@@ -55,16 +55,17 @@ def run(
     resumes an interrupted run. Files that fail are listed in the etl_errors collection."""
     from pyspark.sql import SparkSession
 
-    from etl.job import run_etl, spark_conf
+    from etl.job import resolve_root, run_etl, spark_conf
     from infra.spark import spark_session
 
     settings = _settings()
+    root = resolve_root(settings, fma_dir)  # fail fast, before Spark starts
     existing = SparkSession.getActiveSession()
     with console.status(f"starting Spark ({settings.spark_master}) …"):
         spark = spark_session(settings, "cadenza-etl", conf=spark_conf())
     try:
         with progress_bar("analysing audio", console) as bar:
-            summary = run_etl(spark, settings, fma_dir, subset=subset, limit=limit, progress=bar)
+            summary = run_etl(spark, settings, root, subset=subset, limit=limit, progress=bar)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: stored tracks are kept; run the same command again to resume")
         raise

@@ -28,14 +28,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from etl import writer
-from etl.errors import EtlError
-from etl.fma import AUDIO_DIRS, SUBSETS, FmaTrack, audio_relpath, candidate_dirs, load_catalogue
+from etl.errors import EtlError, MetadataError
+from etl.fma import (
+    AUDIO_DIRS,
+    SUBSETS,
+    FmaTrack,
+    audio_relpath,
+    candidate_dirs,
+    load_catalogue,
+    metadata_path,
+)
 from etl.partition import FAILED, STORED, UPDATED, Outcome, PartitionConfig, WorkItem, process_partition
-from infra.kafka_clients import producer
+from infra.kafka_clients import ensure_topics, producer
 from infra.mongo import client, database, init_db, ping
 from infra.settings import Settings
 from schemas.documents import EtlErrorDoc
 from schemas.features import FEATURE_SET_VERSION
+from schemas.topics import TRACKS_NEW
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -189,13 +198,25 @@ def failure_message(exc: BaseException) -> str:
 
 
 def resolve_root(settings: Settings, fma_dir: Path | str | None) -> Path:
-    root = Path(fma_dir) if fma_dir is not None else settings.fma_dir
-    if root is None:
+    """The FMA root to read (``--fma-dir``, else ``CADENZA_FMA_DIR``), checked for metadata."""
+    chosen = Path(fma_dir) if fma_dir is not None else settings.fma_dir
+    if chosen is None:
         raise EtlError(
             "no FMA directory: pass --fma-dir or set CADENZA_FMA_DIR "
             "(or create one with `cadenza sample-data DIR`)"
         )
-    return root.expanduser()
+    root = chosen.expanduser()
+    if not root.is_dir():
+        raise MetadataError(
+            f"FMA directory {root} does not exist; pass --fma-dir or set CADENZA_FMA_DIR "
+            "(or create one with `cadenza sample-data DIR`)"
+        )
+    if not metadata_path(root, "tracks.csv").is_file():
+        raise MetadataError(
+            f"{root} has no fma_metadata/tracks.csv; point --fma-dir at the folder holding "
+            "fma_metadata/ (FMA's fma_metadata.zip) or create one with `cadenza sample-data DIR`"
+        )
+    return root
 
 
 def run_etl(
@@ -220,12 +241,13 @@ def run_etl(
     if chosen not in SUBSETS:
         raise EtlError(f"unknown subset {chosen!r}; choose one of {', '.join(SUBSETS)}")
     tracks = select(load_catalogue(root, chosen).tracks, limit)
-    topic = settings.topic("tracks.new")
+    topic = settings.topic(TRACKS_NEW)
     mongo = client(settings)
     try:
         ping(settings, mongo)
         db = database(settings, mongo)
         init_db(db)
+        ensure_topics(settings, [TRACKS_NEW])
         kafka = producer(settings)
         try:
             published = writer.replay_outbox(db, kafka, topic)

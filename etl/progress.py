@@ -50,7 +50,7 @@ def summary_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
     """A two-column table of a run's figures."""
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("what")
-    table.add_column("value", justify="right")
+    table.add_column("value")
     for label, value in rows:
         table.add_row(label, value)
     return table

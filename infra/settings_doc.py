@@ -11,7 +11,6 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from infra.errors import ConfigError
-
 from infra.settings import Settings
 
 

@@ -28,7 +28,12 @@ def _cli(args: list[str], settings: Settings | None = None) -> subprocess.Comple
             CADENZA_DATA_DIR=str(settings.data_dir),
         )
     return subprocess.run(
-        [sys.executable, "-m", "infra", *args], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "infra", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -70,7 +75,12 @@ def test_readme_configuration_table_is_current() -> None:
 def test_invalid_setting_is_reported_in_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "CADENZA_KAFKA_PORT": "not-a-port"}
     result = subprocess.run(
-        [sys.executable, "-m", "infra", "config"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "infra", "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 1
     assert "CADENZA_KAFKA_PORT" in result.stderr and "Traceback" not in result.stderr
