@@ -85,7 +85,7 @@ def bulk_upserts(settings: Settings, n: int, batch: int = 500) -> dict[str, floa
     db.drop_collection("tracks")
     out: dict[str, float] = {}
     for label, op in (
-        ("insert_new", lambda d: InsertOne(d)),
+        ("insert_new", InsertOne),
         ("replace_upsert_existing", lambda d: ReplaceOne({"_id": d["_id"]}, d, upsert=True)),
     ):
         docs = _track_docs(1, n, seed=len(out))
