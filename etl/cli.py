@@ -55,7 +55,8 @@ def run(
     resumes an interrupted run. Files that fail are listed in the etl_errors collection."""
     from pyspark.sql import SparkSession
 
-    from etl.job import resolve_root, run_etl, spark_conf
+    from etl.job import resolve_root, run_etl
+    from etl.spark_run import spark_conf
     from infra.spark import spark_session
 
     settings = _settings()
@@ -72,7 +73,7 @@ def run(
     finally:
         if existing is None:
             spark.stop()
-    console.print(summary_table("cadenza etl run", summary.rows()))
+    console.print(summary_table("cadenza etl run", summary.table_rows()))
     for failure in summary.failures[:MAX_FAILURES_SHOWN]:
         console.print(
             f"  [red]{failure.error_class}[/] track {failure.track_id}: {failure.message}", highlight=False
@@ -107,7 +108,7 @@ def import_features(
             summary = import_synthetic(settings, synthetic, genres=genres, seed=seed, progress=bar)
         else:
             summary = import_fma(settings, resolve_root(settings, fma_dir), subset, progress=bar)
-    console.print(summary_table("cadenza etl import-features", summary.rows_table()))
+    console.print(summary_table("cadenza etl import-features", summary.table_rows()))
 
 
 def sample_data(

@@ -66,7 +66,8 @@ class ImportSummary:
     def rows_per_s(self) -> float:
         return self.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
-    def rows_table(self) -> list[tuple[str, str]]:
+    def table_rows(self) -> list[tuple[str, str]]:
+        """(label, value) lines of the end-of-run table."""
         return [
             ("source", self.source),
             ("rows offered", str(self.rows)),

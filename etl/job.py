@@ -10,22 +10,18 @@ executors (:mod:`etl.partition`) except the missing-audio records.
 The driver plans the run (tracks already stored with this feature-set version are
 skipped, so an interrupted run resumes; tracks stored under an older version are
 re-analysed and replaced), spreads the rest over Spark's Python workers in small
-partitions, reports progress from a Spark accumulator, and returns an
+partitions (:mod:`etl.spark_run`), reports progress from a Spark accumulator, and returns an
 :class:`EtlSummary`. Interrupting it (Ctrl-C, or a progress callback that raises)
 cancels the Spark job; what was stored stays stored.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from etl import writer
 from etl.errors import EtlError, MetadataError
@@ -38,7 +34,8 @@ from etl.fma import (
     load_catalogue,
     metadata_path,
 )
-from etl.partition import FAILED, STORED, UPDATED, Outcome, PartitionConfig, WorkItem, process_partition
+from etl.partition import FAILED, STORED, UPDATED, Outcome, PartitionConfig, WorkItem
+from etl.spark_run import Progress, run_partitions
 from infra.kafka_clients import ensure_topics, producer
 from infra.mongo import client, database, init_db, ping
 from infra.settings import Settings
@@ -49,34 +46,7 @@ from schemas.topics import TRACKS_NEW
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-Progress = Callable[[int, int], None]
-
 MISSING_AUDIO: Final = "MissingAudio"
-#: At most this many tracks per partition: one MongoDB insert and one Kafka flush each.
-MAX_PER_PARTITION: Final = 16
-#: Aim for this many partitions per core, so fast and slow clips even out.
-PARTITIONS_PER_CORE: Final = 4
-POLL_S: Final = 0.25
-CANCEL_WAIT_S: Final = 60.0
-THREAD_VARIABLES: Final = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
-
-
-def executor_env() -> dict[str, str]:
-    """Environment of the Python workers: numba's kernel cache, one math thread per task."""
-    from etl.features import numba_cache_dir
-
-    return {"NUMBA_CACHE_DIR": str(numba_cache_dir()), **dict.fromkeys(THREAD_VARIABLES, "1")}
-
-
-def spark_conf() -> dict[str, str]:
-    """Spark settings of the ETL session: :func:`executor_env` and Python worker reuse."""
-    env = {f"spark.executorEnv.{k}": v for k, v in executor_env().items()}
-    return {**env, "spark.python.worker.reuse": "true"}
 
 
 @dataclass(frozen=True)
@@ -115,7 +85,7 @@ class EtlSummary:
     def clips_per_s(self) -> float:
         return self.analysed / self.extract_s if self.extract_s > 0 else 0.0
 
-    def rows(self) -> list[tuple[str, str]]:
+    def table_rows(self) -> list[tuple[str, str]]:
         """(label, value) lines of the end-of-run table."""
         rss = f"{self.peak_worker_rss / 2**20:.0f} MiB" if self.peak_worker_rss else "-"
         return [
@@ -165,14 +135,6 @@ def plan_tracks(tracks: Sequence[FmaTrack], stored: Mapping[int, str], version: 
     return plan
 
 
-def partition_count(n: int, parallelism: int) -> int:
-    """Partitions for ``n`` tracks: about 4 per core, at most 16 tracks each."""
-    if n <= 0:
-        return 0
-    size = max(1, min(MAX_PER_PARTITION, math.ceil(n / (PARTITIONS_PER_CORE * max(1, parallelism)))))
-    return math.ceil(n / size)
-
-
 def missing_error(root: Path, track: FmaTrack) -> EtlErrorDoc:
     folders = candidate_dirs(track.subset)
     return EtlErrorDoc(
@@ -182,16 +144,6 @@ def missing_error(root: Path, track: FmaTrack) -> EtlErrorDoc:
         message=f"no audio file for track {track.id} in {', '.join(folders)} under {root}; "
         "download that FMA audio subset or choose another with --subset",
     )
-
-
-def failure_message(exc: BaseException) -> str:
-    """The Python error behind a failed Spark job, in one line."""
-    text = str(exc)
-    for name, message in reversed(re.findall(r"^([\w.]*(?:Error|Exception)): (.+)$", text, flags=re.M)):
-        if not name.startswith(("org.apache", "java.", "py4j.", "scala.")):
-            return f"{name.rsplit('.', 1)[-1]}: {message.strip()}"
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(exc).__name__}: {first}"[:500]
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -318,59 +270,3 @@ def summarise(
         failures=tuple(sorted((o for o in outcomes if o.status == FAILED), key=lambda o: o.track_id)),
         missing_ids=tuple(t.id for t in plan.missing),
     )
-
-
-def run_partitions(
-    spark: SparkSession, config: PartitionConfig, items: Sequence[WorkItem], progress: Progress | None
-) -> tuple[list[Outcome], int, float]:
-    """Run :func:`etl.partition.process_partition` over ``items`` on Spark.
-
-    Returns ``(outcomes, partitions, seconds)``. The action runs in a helper thread
-    under its own job group while this thread reports progress, so an exception here
-    (Ctrl-C, a raising ``progress``) cancels exactly this job.
-    """
-    total = len(items)
-    if total == 0:
-        if progress:
-            progress(0, 0)
-        return [], 0, 0.0
-    sc = spark.sparkContext
-    partitions = partition_count(total, sc.defaultParallelism)
-    done = sc.accumulator(0)
-    group = f"cadenza-etl-{uuid.uuid4().hex[:8]}"
-    result: dict[str, Any] = {}
-
-    def action() -> None:
-        sc.setJobGroup(group, f"cadenza etl: {total} tracks", interruptOnCancel=True)
-        try:
-            rdd = sc.parallelize(list(items), partitions)
-            work = rdd.mapPartitions(lambda rows: process_partition(config, rows, done))
-            result["outcomes"] = work.collect()
-        except BaseException as exc:  # reported by the calling thread
-            result["error"] = exc
-
-    saved = dict(sc.environment)
-    sc.environment.update(executor_env())  # read when the job's Python function is built
-    started = time.perf_counter()
-    worker = threading.Thread(target=action, name="cadenza-etl-job", daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(POLL_S)
-            if progress:
-                progress(min(int(done.value), total), total)
-    except BaseException:
-        sc.cancelJobGroup(group)
-        worker.join(CANCEL_WAIT_S)
-        raise
-    finally:
-        sc.environment.clear()
-        sc.environment.update(saved)
-    if "error" in result:
-        raise EtlError(
-            f"the Spark ETL job failed: {failure_message(result['error'])}; "
-            "fix the cause and run it again (tracks stored so far are kept)"
-        )
-    if progress:
-        progress(total, total)
-    return list(result["outcomes"]), partitions, time.perf_counter() - started

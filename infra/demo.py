@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import typer
 from rich.console import Console
 
-from infra.settings import get_settings
+from infra.settings import Settings, get_settings
 from infra.stack.manager import LocalStack
 
 console = Console()
@@ -27,8 +27,14 @@ class Stage:
     argv: tuple[str, ...]
 
 
-#: The demo pipeline after the stack is up; each is a ``cadenza`` command.
-STAGES: tuple[Stage, ...] = ()
+def stages(settings: Settings) -> tuple[Stage, ...]:
+    """The demo pipeline after the stack is up; each is a ``cadenza`` command."""
+    sample = str((settings.data_dir / "sample-fma").resolve())
+    return (
+        Stage("sample catalogue (FMA layout, real MP3s)", ("sample-data", sample, "--tracks", "240")),
+        Stage("ETL: audio features -> MongoDB", ("etl", "run", "--fma-dir", sample)),
+        Stage("train and promote the K-Means model", ("model", "train", "--k-range", "6:12:2")),
+    )
 
 
 def _available(app: typer.Typer, command: str) -> bool:
@@ -46,7 +52,7 @@ def demo() -> None:
     stack = LocalStack(settings)
     with console.status("starting the local stack …"):
         stack.up(report=lambda msg: console.print(f"  {msg}", highlight=False))
-    for stage in STAGES:
+    for stage in stages(settings):
         if not _available(app, stage.argv[0]):
             console.print(f"  [yellow]skipped[/] {stage.name}: `cadenza {stage.argv[0]}` is not installed")
             continue

@@ -1,0 +1,207 @@
+"""Track feature vectors for the model: MongoDB ``tracks`` -> a validated numpy table -> Spark.
+
+Source: the ``tracks`` collection (``features``: 518 floats in
+:data:`schemas.features.FEATURE_COLUMNS` order, written by ``etl``; ``genre_top``) and
+the ``plays`` history (for the popularity baseline). Destinations: a
+:class:`FeatureTable` (ids, genres, float64 matrix, and every left-out track counted by
+reason), and from it a Spark DataFrame ``(id, holdout, vector)`` for the training job.
+
+Rows are never dropped silently: a track without features, with the wrong number of
+values, with NaN/inf/null/non-numeric values or from another feature-set version is
+left out and counted under that reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+
+from schemas.features import FEATURE_SET_VERSION, N_FEATURES
+from streaming_jobs.errors import RegistryError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+Doc = dict[str, Any]
+
+#: Reasons a track is left out of training, in report order.
+EXCLUSION_REASONS: Final = ("missing", "wrong_length", "not_finite", "other_feature_set")
+_PROJECTION: Final = {"features": 1, "genre_top": 1, "feature_set_version": 1}
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """Usable tracks (sorted by id) and the ids of those left out, by reason."""
+
+    ids: NDArray[np.int64]
+    genres: tuple[str | None, ...]
+    matrix: NDArray[np.float64]
+    excluded: dict[str, list[int]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def excluded_counts(self) -> dict[str, int]:
+        return {reason: len(self.excluded.get(reason, [])) for reason in EXCLUSION_REASONS}
+
+    @property
+    def excluded_ids(self) -> list[int]:
+        return sorted(i for ids in self.excluded.values() for i in ids)
+
+    def subset(self, mask: NDArray[np.bool_]) -> FeatureTable:
+        return FeatureTable(
+            self.ids[mask], tuple(g for g, m in zip(self.genres, mask, strict=True) if m), self.matrix[mask]
+        )
+
+
+def _reason(doc: Mapping[str, Any]) -> str | None:
+    """Why a document's vector cannot be used without converting it (cheap checks first)."""
+    features = doc.get("features")
+    if features is None:
+        return "missing"
+    if doc.get("feature_set_version", FEATURE_SET_VERSION) != FEATURE_SET_VERSION:
+        return "other_feature_set"
+    if not isinstance(features, list | tuple) or len(features) != N_FEATURES:
+        return "wrong_length"
+    return None
+
+
+def _to_row(features: Any) -> NDArray[np.float64] | None:
+    """A finite float64 vector, or None (NaN/inf, nulls, strings: anything not all numbers)."""
+    try:
+        arr = np.asarray(features)
+    except (TypeError, ValueError):
+        return None
+    if arr.ndim != 1 or arr.dtype.kind not in "fiu":
+        return None
+    row = arr.astype(np.float64)
+    return row if np.isfinite(row).all() else None
+
+
+def validate(docs: Iterable[Mapping[str, Any]]) -> FeatureTable:
+    """Turn ``tracks`` documents into a :class:`FeatureTable` (pure; no IO)."""
+    ids: list[int] = []
+    genres: list[str | None] = []
+    rows: list[NDArray[np.float64]] = []
+    excluded: dict[str, list[int]] = {r: [] for r in EXCLUSION_REASONS}
+    for doc in docs:
+        track_id = int(doc["_id"])
+        reason = _reason(doc)
+        row = None if reason else _to_row(doc["features"])
+        if reason is None and row is None:
+            reason = "not_finite"
+        if reason is not None or row is None:
+            excluded[reason or "not_finite"].append(track_id)
+            continue
+        ids.append(track_id)
+        genre = doc.get("genre_top")
+        genres.append(str(genre) if genre not in (None, "") else None)
+        rows.append(row)
+    id_array = np.asarray(ids, dtype=np.int64)
+    matrix = np.vstack(rows) if rows else np.empty((0, N_FEATURES))
+    rows.clear()
+    if id_array.size > 1 and not bool((np.diff(id_array) > 0).all()):
+        order = np.argsort(id_array, kind="stable")
+        id_array, matrix, genres = id_array[order], matrix[order], [genres[i] for i in order]
+    return FeatureTable(
+        ids=id_array,
+        genres=tuple(genres),
+        matrix=matrix,
+        excluded={r: sorted(v) for r, v in excluded.items()},
+    )
+
+
+def load_tracks(
+    db: Database[Doc],
+    *,
+    batch_size: int = 2000,
+    query: Mapping[str, Any] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> FeatureTable:
+    """Read every track's vector (or those matching ``query``) in batches and validate them
+    as they arrive (one float64 row per track is kept, never the raw documents)."""
+
+    def stream() -> Iterator[Doc]:
+        cursor = db["tracks"].find(dict(query or {}), _PROJECTION, batch_size=batch_size)
+        seen = 0
+        for doc in cursor:
+            yield doc
+            seen += 1
+            if on_batch is not None and seen % batch_size == 0:
+                on_batch(batch_size)
+        if on_batch is not None and seen % batch_size:
+            on_batch(seen % batch_size)
+
+    try:
+        return validate(stream())
+    except PyMongoError as err:
+        raise RegistryError(
+            f"reading tracks from database {db.name} failed ({err}); is MongoDB up (`cadenza stack up`)?"
+        ) from None
+
+
+def count_tracks(db: Database[Doc]) -> int:
+    try:
+        return int(db["tracks"].estimated_document_count())
+    except PyMongoError as err:
+        raise RegistryError(f"counting tracks in database {db.name} failed ({err})") from None
+
+
+def play_counts(db: Database[Doc], limit: int = 1000) -> list[tuple[int, int]]:
+    """``(track_id, plays)`` of the most played tracks in the ``plays`` history, most first."""
+    pipeline: list[Doc] = [
+        {"$group": {"_id": "$track_id", "n": {"$sum": 1}}},
+        {"$sort": {"n": -1, "_id": 1}},
+        {"$limit": limit},
+    ]
+    try:
+        return [(int(d["_id"]), int(d["n"])) for d in db["plays"].aggregate(pipeline) if d["_id"] is not None]
+    except PyMongoError as err:
+        raise RegistryError(f"reading play counts from database {db.name} failed ({err})") from None
+
+
+def holdout_mask(ids: NDArray[np.int64], share: float, seed: int) -> NDArray[np.bool_]:
+    """True for the held-out tracks: a seeded hash of each id, so a track's side of the
+    split does not change when other tracks are added or removed."""
+    with np.errstate(over="ignore"):
+        x = ids.astype(np.uint64) + np.uint64(seed % 2**63) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    u = (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+    return np.asarray(u < share)
+
+
+def to_spark(
+    spark: SparkSession, ids: NDArray[np.int64], matrix: NDArray[np.float64], holdout: NDArray[np.bool_]
+) -> DataFrame:
+    """A DataFrame ``(id long, holdout boolean, vector VectorUDT)`` built through Arrow."""
+    import pyarrow as pa
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql.functions import col
+
+    n, d = matrix.shape
+    values = pa.array(np.ascontiguousarray(matrix, dtype=np.float64).ravel())
+    offsets = pa.array(np.arange(0, n * d + 1, d, dtype=np.int32 if n * d < 2**31 else np.int64))
+    list_type = pa.ListArray if offsets.type == pa.int32() else pa.LargeListArray
+    table = pa.table(
+        {
+            "id": pa.array(ids, type=pa.int64()),
+            "holdout": pa.array(holdout, type=pa.bool_()),
+            "features": list_type.from_arrays(offsets, values),
+        }
+    )
+    df = spark.createDataFrame(table)
+    return df.select("id", "holdout", array_to_vector(col("features")).alias("vector"))
+
+
+def genre_counts(genres: Iterable[str | None]) -> Counter[str]:
+    return Counter(g for g in genres if g is not None)
