@@ -48,6 +48,9 @@ def run(
         help="small, medium, large or full [default: the largest with an audio folder].",
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N tracks by id."),
+    partitions: int | None = typer.Option(
+        None, "--partitions", min=1, help="Spark partitions [default: one per core, at most 24 tracks each]."
+    ),
 ) -> None:
     """Analyse every track's audio on Spark (CADENZA_SPARK_MASTER) and store features in MongoDB.
 
@@ -66,7 +69,9 @@ def run(
         spark = spark_session(settings, "cadenza-etl", conf=spark_conf())
     try:
         with progress_bar("analysing audio", console) as bar:
-            summary = run_etl(spark, settings, root, subset=subset, limit=limit, progress=bar)
+            summary = run_etl(
+                spark, settings, root, subset=subset, limit=limit, progress=bar, partitions=partitions
+            )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: stored tracks are kept; run the same command again to resume")
         raise

@@ -179,11 +179,13 @@ def run_etl(
     subset: str | None = None,
     limit: int | None = None,
     progress: Progress | None = None,
+    partitions: int | None = None,
 ) -> EtlSummary:
     """Analyse the FMA directory's tracks that are not stored yet; see the module docstring.
 
     ``subset`` defaults to the largest one whose audio folder exists; ``limit`` keeps
-    the first N tracks by id. ``progress(done, total)`` is called about 4 times a
+    the first N tracks by id; ``partitions`` overrides the Spark partition count (default:
+    one per core, more for big runs). ``progress(done, total)`` is called about 4 times a
     second while the Spark job runs; if it raises, the job is cancelled and the
     exception propagates (so does Ctrl-C).
     """
@@ -215,7 +217,7 @@ def run_etl(
             ]
             had_error = frozenset(i.track_id for i in items if i.track_id in known_errors)
             config = PartitionConfig(settings, str(root.resolve()), had_error)
-            outcomes, partitions, extract_s = run_partitions(spark, config, items, progress)
+            outcomes, partitions, extract_s = run_partitions(spark, config, items, progress, partitions)
             published += writer.replay_outbox(db, kafka, topic)
         finally:
             kafka.close(timeout=10)

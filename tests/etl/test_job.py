@@ -23,8 +23,9 @@ from etl.errors import EtlError, MetadataError
 from etl.features import extract_file
 from etl.fma import FmaTrack
 from etl.job import MISSING_AUDIO, EtlSummary, detect_subset, plan_tracks, run_etl, select
+from etl.partition import WorkItem
 from etl.sample_data import write_sample_catalogue
-from etl.spark_run import failure_message, partition_count
+from etl.spark_run import deal, failure_message, partition_count
 from etl.writer import OUTBOX
 from infra.errors import UnreachableError
 from infra.kafka_clients import consumer
@@ -33,8 +34,6 @@ from schemas.codec import decode
 from schemas.documents import TrackDoc
 from schemas.events import TrackEvent
 from schemas.features import FEATURE_SET_VERSION, N_FEATURES
-
-pytestmark = [pytest.mark.stack, pytest.mark.spark]
 
 Db = Database[dict[str, Any]]
 
@@ -97,6 +96,8 @@ def assert_one_event_per_track(settings: Settings, db: Db) -> list[TrackEvent]:
     return [e for _, e in events]
 
 
+@pytest.mark.stack
+@pytest.mark.spark
 def test_run_stores_every_good_track_reports_the_rest_and_a_rerun_changes_nothing(
     spark: Any, topics: Settings, db: Db, sample: Sample
 ) -> None:
@@ -146,6 +147,8 @@ class InterruptError(Exception):
     pass
 
 
+@pytest.mark.stack
+@pytest.mark.spark
 def test_an_interrupted_run_resumes_to_the_same_state(
     spark: Any, topics: Settings, db: Db, sample: Sample
 ) -> None:
@@ -154,7 +157,7 @@ def test_an_interrupted_run_resumes_to_the_same_state(
             raise InterruptError
 
     with pytest.raises(InterruptError):
-        run_etl(spark, topics, sample.root, progress=stop_after_first_partition)
+        run_etl(spark, topics, sample.root, progress=stop_after_first_partition, partitions=8)
     partial = tracks_by_id(db)
     assert 0 < len(partial) < len(sample.good)
 
@@ -167,6 +170,8 @@ def test_an_interrupted_run_resumes_to_the_same_state(
     assert db[OUTBOX].count_documents({}) == 0
 
 
+@pytest.mark.stack
+@pytest.mark.spark
 def test_limit_takes_the_first_tracks_and_the_rest_follow(
     spark: Any, topics: Settings, db: Db, sample: Sample
 ) -> None:
@@ -179,6 +184,8 @@ def test_limit_takes_the_first_tracks_and_the_rest_follow(
     assert_one_event_per_track(topics, db)
 
 
+@pytest.mark.stack
+@pytest.mark.spark
 def test_older_feature_sets_are_replaced_and_pending_events_replayed(
     spark: Any, topics: Settings, db: Db, sample: Sample
 ) -> None:
@@ -202,6 +209,8 @@ def test_older_feature_sets_are_replaced_and_pending_events_replayed(
     assert db[OUTBOX].count_documents({}) == 0
 
 
+@pytest.mark.stack
+@pytest.mark.spark
 def test_missing_directory_or_metadata_is_an_actionable_error(
     spark: Any, settings: Settings, tmp_path: Path
 ) -> None:
@@ -213,6 +222,8 @@ def test_missing_directory_or_metadata_is_an_actionable_error(
         run_etl(spark, settings, tmp_path)
 
 
+@pytest.mark.stack
+@pytest.mark.spark
 def test_an_unreachable_database_is_reported_before_any_work(
     spark: Any, settings: Settings, sample: Sample
 ) -> None:
@@ -221,6 +232,8 @@ def test_an_unreachable_database_is_reported_before_any_work(
         run_etl(spark, nowhere, sample.root)
 
 
+@pytest.mark.stack
+@pytest.mark.spark
 def test_unknown_subset_is_refused(spark: Any, settings: Settings, sample: Sample) -> None:
     with pytest.raises(EtlError, match="choose one of small, medium, large, full"):
         run_etl(spark, settings, sample.root, subset="tiny")
@@ -251,10 +264,21 @@ def test_select_is_by_id_and_stable() -> None:
 
 
 @pytest.mark.parametrize(
-    ("n", "cores", "expected"), [(0, 2, 0), (1, 2, 1), (44, 2, 8), (8000, 2, 500), (1000, 64, 250)]
+    ("n", "cores", "expected"), [(0, 2, 0), (1, 2, 1), (44, 2, 2), (8000, 2, 334), (1000, 64, 63)]
 )
 def test_partition_count(n: int, cores: int, expected: int) -> None:
     assert partition_count(n, cores) == expected
+
+
+def test_deal_balances_audio_duration_across_partitions() -> None:
+    seconds = [600.0, 30.0, 30.0, 30.0, 300.0, 30.0, 0.0, 240.0]  # 0: unknown, counted as 30 s
+    items = [WorkItem(i + 2, f"{i}.mp3", {"duration_s": s}) for i, s in enumerate(seconds)]
+    chunks = deal(items, 2)
+    totals = sorted(sum(max(30.0, it.fields["duration_s"]) for it in chunk) for chunk in chunks)
+    assert totals == [630.0, 660.0]
+    assert sorted(it.track_id for chunk in chunks for it in chunk) == [it.track_id for it in items]
+    assert all([it.track_id for it in chunk] == sorted(it.track_id for it in chunk) for chunk in chunks)
+    assert len(deal(items[:1], 4)) == 1 and deal(items, 0) == []
 
 
 def test_detect_subset_picks_the_largest_audio_folder(tmp_path: Path) -> None:
