@@ -217,7 +217,7 @@ def run_etl(
             ]
             had_error = frozenset(i.track_id for i in items if i.track_id in known_errors)
             config = PartitionConfig(settings, str(root.resolve()), had_error)
-            outcomes, partitions, extract_s = run_partitions(spark, config, items, progress, partitions)
+            outcomes, used, extract_s = run_partitions(spark, config, items, progress, partitions)
             published += writer.replay_outbox(db, kafka, topic)
         finally:
             kafka.close(timeout=10)
@@ -229,7 +229,7 @@ def run_etl(
         selected=len(tracks),
         plan=plan,
         outcomes=outcomes,
-        partitions=partitions,
+        partitions=used,
         replayed=published,
         extract_s=extract_s,
         started=started,
