@@ -30,11 +30,10 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from etl.errors import EtlError
+from infra.mongo import Doc
 from schemas.codec import encode, encode_key
 from schemas.documents import EtlErrorDoc, TrackDoc
 from schemas.events import TrackEvent
-
-Doc = dict[str, Any]
 
 TRACKS: Final = "tracks"
 ERRORS: Final = "etl_errors"

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import typer
 from pymongo import MongoClient
@@ -29,7 +28,7 @@ from rich.progress import Progress as RichProgressBar
 from rich.table import Table
 
 from infra.logs import setup_logging
-from infra.mongo import client
+from infra.mongo import Doc, client
 from infra.settings import Settings, get_settings
 from schemas.documents import ModelDoc
 from streaming_jobs import registry
@@ -40,8 +39,6 @@ console = Console()
 model_app = typer.Typer(
     help="The K-Means model: train, evaluate, list, show, promote, report.", no_args_is_help=True
 )
-
-Doc = dict[str, Any]
 
 
 class RichProgress:

@@ -23,13 +23,13 @@ from numpy.typing import NDArray
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from infra.mongo import Doc
 from schemas.features import FEATURE_SET_VERSION, N_FEATURES
 from streaming_jobs.errors import RegistryError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-Doc = dict[str, Any]
 
 #: Reasons a track is left out of training, in report order.
 EXCLUSION_REASONS: Final = ("missing", "wrong_length", "not_finite", "other_feature_set")

@@ -34,6 +34,7 @@ from pymongo import DESCENDING, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from infra.mongo import Doc
 from infra.settings import Settings
 from schemas.cluster_model import CURRENT_FILE, EXPORT_FILE, ClusterModel, ClusterModelError
 from schemas.documents import ModelDoc, new_id
@@ -44,7 +45,6 @@ from streaming_jobs.progress import NullProgress, Progress
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
 
-Doc = dict[str, Any]
 
 MODELS: Final = "models"
 TRACKS: Final = "tracks"

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pymongo.database import Database
 
+from infra.mongo import Doc
 from infra.settings import Settings
 from schemas.documents import ModelDoc
 from streaming_jobs import registry
@@ -53,8 +54,6 @@ from streaming_jobs.train import FitResult, TrainConfig, fit, predict
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-Doc = dict[str, Any]
 
 
 @dataclass(frozen=True)
