@@ -8,14 +8,29 @@ configuration table is generated from this class (``cadenza config --markdown``)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.errors import ConfigError
 from schemas.topics import TopicSpec
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_DURATION = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+
+
+def duration_s(text: str) -> int:
+    """Seconds in a Spark-style interval such as ``"10 minutes"`` or ``"1 hour"``."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like '30 seconds', '10 minutes', '1 hour'")
+    seconds = int(match.group(1)) * _UNITS[match.group(2).lower()]
+    if seconds <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return seconds
 
 
 class Settings(BaseSettings):
@@ -102,6 +117,26 @@ class Settings(BaseSettings):
     checkpoint_dir: Path | None = Field(
         None, description="Streaming checkpoints; default <data_dir>/checkpoints."
     )
+    stream_starting_offsets: Literal["earliest", "latest"] = Field(
+        "earliest",
+        description="Where a streaming query with a new checkpoint starts reading its topic.",
+    )
+    stream_max_offsets_per_trigger: int = Field(
+        50_000, ge=1, description="Most Kafka records one micro-batch reads (bounds batch size)."
+    )
+    stream_max_future_s: float = Field(
+        300.0,
+        gt=0,
+        description="Plays whose event time is further ahead of the clock than this are "
+        "dead-lettered (they would push the watermark past every real event).",
+    )
+    trending_top_n: int = Field(20, ge=1, le=100, description="Top tracks kept per trending window.")
+    profile_top_tracks: int = Field(20, ge=1, le=100, description="Top tracks kept in a listener profile.")
+    profile_track_cap: int = Field(
+        2000,
+        ge=10,
+        description="Distinct tracks counted per listener profile; beyond it the least played are forgotten.",
+    )
 
     # --- recommender ------------------------------------------------------------------
     reco_k: int = Field(10, ge=1, le=100, description="Tracks per recommendation list.")
@@ -125,6 +160,22 @@ class Settings(BaseSettings):
         64, ge=1, description="Messages queued per websocket before it is dropped as slow."
     )
     fma_dir: Path | None = Field(None, description="FMA root holding fma_metadata/ and audio.")
+
+    @field_validator("stream_watermark", "session_gap", "trending_window", "trending_slide")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        duration_s(value)
+        return value
+
+    @model_validator(mode="after")
+    def _windows(self) -> Settings:
+        window, slide = duration_s(self.trending_window), duration_s(self.trending_slide)
+        if window % slide:
+            raise ValueError(
+                f"trending_window ({self.trending_window}) must be a whole number of "
+                f"trending_slide ({self.trending_slide})"
+            )
+        return self
 
     # --- derived ----------------------------------------------------------------------
     @property
@@ -169,6 +220,9 @@ def get_settings(**overrides: object) -> Settings:
     except ValidationError as err:
         problems = []
         for e in err.errors()[:3]:
+            if not e["loc"]:  # a rule across several settings: the message names them
+                problems.append(e["msg"].removeprefix("Value error, "))
+                continue
             name = "CADENZA_" + "_".join(str(p) for p in e["loc"]).upper()
             problems.append(f"{name}={e.get('input')!r}: {e['msg']}")
         raise ConfigError("invalid setting " + "; ".join(problems) + " (see `cadenza config`)") from None

@@ -104,21 +104,25 @@ class UserDoc(Document):
 
     id: UserId = Field(alias="_id")
     counts: dict[str, dict[str, int]] = Field(
-        default_factory=dict, description="cluster -> {play, skip, complete, like} counts"
+        default_factory=dict,
+        description="cluster -> {play, skip, complete, like} counts, under model_version",
     )
-    top_tracks: list[TrackCount] = Field(default_factory=list)
+    totals: dict[str, int] = Field(default_factory=dict, description="kind -> count, all time")
+    top_tracks: list[TrackCount] = Field(default_factory=list, description="most played tracks")
+    model_version: str | None = Field(default=None, description="model the cluster counts belong to")
     updated: datetime = Field(default_factory=utcnow)
 
 
 class TrendingDoc(Document):
-    """``trending``: play count of a cluster (or track) in one window."""
+    """``trending``: plays of a cluster in one sliding window, with its top tracks."""
 
     id: str = Field(alias="_id", description="'<scope>:<id>:<window start ISO>'")
-    scope: str = Field(description="'cluster' or 'track'")
-    ref: int
+    scope: str = Field(description="'cluster'")
+    ref: int = Field(description="the cluster id (-1: tracks without a cluster yet)")
     window_start: UtcDatetime
     window_end: UtcDatetime
     plays: int
+    top_tracks: list[TrackCount] = Field(default_factory=list, description="most played, first")
 
 
 @dataclass(frozen=True)

@@ -23,3 +23,19 @@ class ModelNotFoundError(StreamingJobsError):
 
 class RegistryError(StreamingJobsError):
     """The registry's files or its MongoDB collection could not be read or written."""
+
+
+class StreamError(StreamingJobsError):
+    """A streaming query could not start or run (missing connector, broken checkpoint, …)."""
+
+
+class RejectedRecordError(StreamingJobsError):
+    """Base of the reasons a streaming query dead-letters one record (never raised out of a query)."""
+
+
+class UnknownTrackError(RejectedRecordError):
+    """A play names a track id that is not in the catalogue."""
+
+
+class FutureEventError(RejectedRecordError):
+    """An event time too far ahead of the clock (it would push the watermark past real events)."""

@@ -1,0 +1,60 @@
+"""Spark's Kafka connector, configured from settings: streaming sources and batch sinks.
+
+Source: the topics of :mod:`schemas.topics` on ``CADENZA_KAFKA_BOOTSTRAP``, read with
+``spark-sql-kafka-0-10`` (see :func:`infra.spark.kafka_connector_jars`). Destination:
+topics written from inside ``foreachBatch`` (dead letters, ``TrackAssigned``) with an
+idempotent, ``acks=all`` producer. Also where each query's checkpoint lives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from infra.settings import Settings
+from schemas.topics import TopicSpec
+from streaming_jobs.kafka_records import RAW_COLUMNS
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+def kafka_stream(spark: SparkSession, settings: Settings, topic: TopicSpec) -> DataFrame:
+    """A streaming DataFrame of raw records (``key, value, topic, partition, offset``)."""
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+        .option("subscribe", settings.topic(topic))
+        .option("startingOffsets", settings.stream_starting_offsets)
+        .option("maxOffsetsPerTrigger", str(settings.stream_max_offsets_per_trigger))
+        # Records deleted by retention before we read them are reported in the log,
+        # not fatal: a stopped query must be able to resume on a topic that moved on.
+        .option("failOnDataLoss", "false")
+        .load()
+        .select(*RAW_COLUMNS)
+    )
+
+
+def write_kafka(frame: DataFrame, settings: Settings, topic: TopicSpec) -> None:
+    """Write a batch DataFrame of ``key, value`` (binary or string) to a topic."""
+    (
+        frame.write.format("kafka")
+        .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+        .option("topic", settings.topic(topic))
+        .option("kafka.acks", "all")
+        .option("kafka.enable.idempotence", "true")
+        .option("kafka.linger.ms", "5")
+        .save()
+    )
+
+
+def checkpoint(settings: Settings, query: str) -> Path:
+    """Checkpoint directory of one named query (``<checkpoints>/<query>``)."""
+    return settings.checkpoints_path / query
+
+
+def trigger_kwargs(settings: Settings, once: bool) -> dict[str, object]:
+    """``writeStream.trigger`` arguments: drain what is there and stop, or every trigger_s."""
+    if once:
+        return {"availableNow": True}
+    return {"processingTime": f"{settings.stream_trigger_s:g} seconds"}

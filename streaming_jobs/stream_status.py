@@ -1,0 +1,215 @@
+"""Progress, counters and lag of the streaming queries, for logs and ``cadenza stream status``.
+
+Sources: each running query's ``lastProgress`` (rows in, rows/s, batch duration,
+watermark, state rows, rows dropped by the watermark), the counters the
+``foreachBatch`` sinks keep (documents written, dead letters per reason), the
+checkpoint's ``offsets/`` log (what a query has processed, even while it is stopped)
+and the topics' end offsets. Destinations: one structured log line per new batch, and
+``<data_dir>/run/streams/<job>.json``, rewritten every few seconds by the running job
+and read by ``cadenza stream status``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from infra.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger("cadenza.stream")
+STATUS_DIR: Final = "streams"
+
+
+class Counters:
+    """Thread-safe cumulative counters per query (driver side)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[str, int]] = defaultdict(dict)
+
+    def add(self, query: str, name: str, amount: int = 1) -> None:
+        with self._lock:
+            values = self._values[query]
+            values[name] = values.get(name, 0) + int(amount)
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {q: dict(v) for q, v in self._values.items()}
+
+
+# --- checkpoints and lag ---------------------------------------------------------------------
+
+
+def checkpoint_offsets(path: Path) -> dict[str, dict[int, int]]:
+    """Offsets (next to read) per topic and partition recorded by the latest batch of a checkpoint.
+
+    The last line of the highest-numbered file in ``<checkpoint>/offsets/`` is the Kafka
+    source's offsets JSON (``{"topic": {"0": 42}}``); empty when the query never ran.
+    """
+    directory = Path(path) / "offsets"
+    try:
+        batches = sorted((int(p.name), p) for p in directory.iterdir() if p.name.isdigit())
+    except FileNotFoundError:
+        return {}
+    if not batches:
+        return {}
+    lines = [line for line in batches[-1][1].read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        offsets = json.loads(lines[-1])
+    except (json.JSONDecodeError, IndexError):
+        return {}
+    return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in offsets.items()}
+
+
+def lag(processed: dict[str, dict[int, int]], end: dict[str, dict[int, int]]) -> dict[str, dict[int, int]]:
+    """End offset minus processed offset, per topic and partition (unread partitions count whole)."""
+    return {
+        topic: {p: max(0, e - processed.get(topic, {}).get(p, 0)) for p, e in parts.items()}
+        for topic, parts in end.items()
+    }
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+def progress_summary(progress: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields of a ``StreamingQueryProgress`` an operator looks at."""
+    if not progress:
+        return {}
+    durations = progress.get("durationMs") or {}
+    states = progress.get("stateOperators") or []
+    return {
+        "batch_id": progress.get("batchId"),
+        "timestamp": progress.get("timestamp"),
+        "input_rows": progress.get("numInputRows"),
+        "input_rows_per_s": round(float(progress.get("inputRowsPerSecond") or 0.0), 1),
+        "processed_rows_per_s": round(float(progress.get("processedRowsPerSecond") or 0.0), 1),
+        "batch_duration_ms": durations.get("triggerExecution"),
+        "watermark": (progress.get("eventTime") or {}).get("watermark"),
+        "state_rows": sum(int(s.get("numRowsTotal") or 0) for s in states),
+        "dropped_by_watermark": sum(int(s.get("numRowsDroppedByWatermark") or 0) for s in states),
+        "end_offsets": [s.get("endOffset") for s in progress.get("sources") or []],
+    }
+
+
+@dataclass
+class StatusBoard:
+    """Writes a job's status file and logs each new batch; run :meth:`watch` in a thread."""
+
+    settings: Settings
+    job: str
+    queries: list[StreamingQuery]
+    counters: Counters
+    interval_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        self.started = datetime.now(UTC).isoformat()
+        self._stop = threading.Event()
+        self._last_batch: dict[str, Any] = {}
+        self._dropped: dict[str, int] = defaultdict(int)
+
+    @property
+    def path(self) -> Path:
+        return self.settings.run_path / STATUS_DIR / f"{self.job}.json"
+
+    def snapshot(self, state: str = "running") -> dict[str, Any]:
+        counters = self.counters.snapshot()
+        queries = []
+        for query in self.queries:
+            name = query.name or str(query.id)
+            try:
+                progress = progress_summary(query.lastProgress)
+                active = query.isActive
+                exception = query.exception()
+            except Exception as err:  # the JVM side may be gone while shutting down
+                progress, active, exception = {}, False, err
+            queries.append(
+                {
+                    "name": name,
+                    "id": str(query.id),
+                    "active": active,
+                    "error": None if exception is None else str(exception).splitlines()[0][:500],
+                    "checkpoint": str(self.settings.checkpoints_path / name),
+                    "progress": progress,
+                    "dropped_by_watermark_total": self._dropped[name],
+                    "counters": counters.get(name, {}),
+                }
+            )
+        return {
+            "job": self.job,
+            "pid": os.getpid(),
+            "state": state,
+            "started": self.started,
+            "updated": datetime.now(UTC).isoformat(),
+            "queries": queries,
+        }
+
+    def write(self, state: str = "running") -> dict[str, Any]:
+        snap = self.snapshot(state)
+        for q in snap["queries"]:
+            progress = q["progress"]
+            if progress and progress.get("batch_id") != self._last_batch.get(q["name"]):
+                self._last_batch[q["name"]] = progress.get("batch_id")
+                self._dropped[q["name"]] += int(progress.get("dropped_by_watermark") or 0)
+                q["dropped_by_watermark_total"] = self._dropped[q["name"]]
+                log.info(
+                    "%s batch %s: %s rows, %.0f rows/s in, %.0f rows/s processed, %s ms",
+                    q["name"],
+                    progress.get("batch_id"),
+                    progress.get("input_rows"),
+                    progress.get("input_rows_per_s") or 0.0,
+                    progress.get("processed_rows_per_s") or 0.0,
+                    progress.get("batch_duration_ms"),
+                    extra={"query": q["name"], "progress": progress, "counters": q["counters"]},
+                )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(snap, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, self.path)
+        return snap
+
+    def watch(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.write()
+            except Exception:  # never let monitoring kill the job
+                log.exception("could not write the stream status")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def read_statuses(settings: Settings) -> list[dict[str, Any]]:
+    """Every job's last status file, with ``alive`` telling whether its process still runs."""
+    directory = settings.run_path / STATUS_DIR
+    out = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            status = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        status["alive"] = status.get("state") == "running" and _alive(int(status.get("pid") or 0))
+        out.append(status)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
