@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ class Reference:
         for user, events in by_user.items():
             events.sort(key=lambda e: (e.ts, e.track_id, e.kind.value))
             groups: list[list[PlayEvent]] = [[events[0]]]
-            for prev, cur in zip(events, events[1:], strict=False):
+            for prev, cur in pairwise(events):
                 if cur.ts - prev.ts >= self.gap:
                     groups.append([])
                 groups[-1].append(cur)
