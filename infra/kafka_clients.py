@@ -207,3 +207,34 @@ def describe_topics(settings: Settings, client: KafkaAdminClient | None = None) 
         if own:
             client.close()
     return [TopicState(settings.topic(s), existing.get(settings.topic(s), 0), s.partitions) for s in TOPICS]
+
+
+def end_offsets(
+    settings: Settings, topics: Iterable[str], timeout_ms: int = BOOTSTRAP_TIMEOUT_MS
+) -> dict[str, dict[int, int]]:
+    """Log-end offset of every partition of ``topics`` (missing topics are left out)."""
+    import logging
+
+    from kafka import TopicPartition
+
+    quiet = logging.getLogger("kafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # an unreachable broker is reported once, below
+    try:
+        c = consumer(settings, group_id=None, enable_auto_commit=False, bootstrap_timeout_ms=timeout_ms)
+    finally:
+        quiet.setLevel(level)
+    try:
+        partitions = []
+        for topic in topics:
+            for p in sorted(c.partitions_for_topic(topic) or ()):
+                partitions.append(TopicPartition(topic, p))
+        ends = c.end_offsets(partitions) if partitions else {}
+    except KafkaError as err:
+        raise _unreachable(settings, err) from None
+    finally:
+        c.close()
+    out: dict[str, dict[int, int]] = {}
+    for tp, offset in ends.items():
+        out.setdefault(tp.topic, {})[tp.partition] = int(offset)
+    return out

@@ -237,6 +237,102 @@ def report(
     console.print(f"wrote {page}")
 
 
+# --- cadenza stream ----------------------------------------------------------------------
+
+stream_app = typer.Typer(
+    help="Spark Structured Streaming jobs: assign new tracks live; sessions, trending and "
+    "history from plays; their status and lag.",
+    no_args_is_help=True,
+)
+ONCE_HELP = "Process what is on the topic now, then stop (catch-up or batch use)."
+
+
+@stream_app.command(
+    "assign",
+    help="tracks.new -> current model -> tracks (cluster, model version) + tracks.assigned; "
+    "bad records -> dlq. A newly promoted model is used from the next micro-batch. Ctrl-C stops.",
+)
+def stream_assign(once: bool = typer.Option(False, "--once", help=ONCE_HELP)) -> None:
+    from streaming_jobs.stream_runner import run
+
+    raise typer.Exit(run(_settings(), "assign", once=once))
+
+
+@stream_app.command(
+    "plays",
+    help="plays -> history (plays), closed sessions, listener profiles (users), trending "
+    "(collection + topic); bad records -> dlq. Event time with a watermark, checkpoints under "
+    "the data dir. Ctrl-C stops.",
+)
+def stream_plays(once: bool = typer.Option(False, "--once", help=ONCE_HELP)) -> None:
+    from streaming_jobs.stream_runner import run
+
+    raise typer.Exit(run(_settings(), "plays", once=once))
+
+
+@stream_app.command(
+    "status",
+    help="Each query: running or not, its last batch (rows/s in and processed, duration, "
+    "watermark), what it wrote, and its lag (topic end offsets minus its checkpoint's offsets).",
+)
+def stream_status(
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    import json
+
+    from infra.errors import UnreachableError
+    from infra.kafka_clients import end_offsets
+    from streaming_jobs.stream_names import SOURCES
+    from streaming_jobs.stream_status import query_rows
+
+    settings = _settings()
+    note = None
+    try:
+        ends: dict[str, dict[int, int]] | None = end_offsets(
+            settings, {settings.topic(t) for t in SOURCES.values()}, timeout_ms=3000
+        )
+    except UnreachableError as err:
+        ends, note = None, f"lag unknown: {err}"
+    rows = query_rows(settings, ends)
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    table = Table(title="Streaming queries", title_justify="left")
+    for col in ("query", "state", "batch", "in/s", "done/s", "batch ms", "lag"):
+        table.add_column(col, justify="left" if col in ("query", "state") else "right", no_wrap=True)
+    colours = {"running": "green", "failed": "red", "stopped": "yellow", "never run": "dim"}
+    for r in rows:
+        p = r["progress"]
+        table.add_row(
+            r["query"],
+            f"[{colours[r['state']]}]{r['state']}[/]",
+            str(p.get("batch_id", "")),
+            str(p.get("input_rows_per_s", "")),
+            str(p.get("processed_rows_per_s", "")),
+            str(p.get("batch_duration_ms", "")),
+            "?" if r["lag"] is None else str(r["lag"]),
+        )
+    console.print(table)
+    for r in rows:
+        details = [f"pid {r['pid']}"] if r["state"] == "running" else []
+        if r["progress"].get("watermark"):
+            details.append(f"watermark {r['progress']['watermark']}")
+        if r["dropped_by_watermark_total"]:
+            details.append(f"late plays dropped {r['dropped_by_watermark_total']}")
+        details += [f"{k} {v}" for k, v in sorted(r["counters"].items())]
+        if details:
+            console.print(f"  {r['query']}: " + ", ".join(details), highlight=False)
+        if r["error"]:
+            console.print(f"  [red]{r['query']} failed:[/] {r['error']}", highlight=False)
+    if note:
+        console.print(f"[yellow]{note}[/]", highlight=False)
+    if all(r["state"] == "never run" for r in rows):
+        console.print(
+            "no streaming job has run yet: start `cadenza stream assign` and `cadenza stream plays`"
+        )
+
+
 def register(app: typer.Typer) -> None:
-    """Add the model (and stream) commands to the root ``cadenza`` app."""
+    """Add the model and stream commands to the root ``cadenza`` app."""
     app.add_typer(model_app, name="model")
+    app.add_typer(stream_app, name="stream")

@@ -36,10 +36,11 @@ from infra.settings import Settings, duration_s
 from schemas.codec import encode, encode_key
 from schemas.documents import SessionDoc, TrendingDoc
 from schemas.events import TrackCount, Trending
-from schemas.topics import DLQ, PLAYS, TRENDING
+from schemas.topics import PLAYS, TRENDING
 from streaming_jobs import listener_state, trending_state
 from streaming_jobs.play_events import PARSED_SCHEMA, parse_plays
-from streaming_jobs.stream_io import checkpoint, kafka_stream, trigger_kwargs, write_kafka
+from streaming_jobs.stream_io import checkpoint, configure, kafka_stream, trigger_kwargs, write_dead_letters
+from streaming_jobs.stream_names import HISTORY, LISTENERS, TRENDS
 from streaming_jobs.stream_status import Counters
 from streaming_jobs.stream_writes import (
     cluster_fetcher,
@@ -55,11 +56,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
     from pyspark.sql.streaming.state import GroupState
-
-HISTORY: Final = "plays-history"
-LISTENERS: Final = "plays-listeners"
-TRENDS: Final = "plays-trending"
-QUERIES: Final = (HISTORY, LISTENERS, TRENDS)
 
 LISTENER_OUTPUT: Final = "kind string, user_id string, payload string"
 LISTENER_STATE: Final = "json string"
@@ -279,9 +275,7 @@ class PlaysSinks:
                 for r in batch.where("NOT ok").groupBy("error_class").count().collect()
             }
             if rejected:
-                write_kafka(
-                    batch.where("NOT ok").select("key", sf.col("dlq").alias("value")), self.settings, DLQ
-                )
+                write_dead_letters(batch, self.settings)
                 for reason, n in rejected.items():
                     self.counters.add(HISTORY, f"dead_letters.{reason}", n)
             stats = (
@@ -345,6 +339,7 @@ def start_plays(
     """Start the three plays queries; returns them and their sinks (close after stopping)."""
     from pyspark.sql.streaming.state import GroupStateTimeout
 
+    configure(spark)
     sinks = PlaysSinks(settings, counters)
     trigger = trigger_kwargs(settings, once)
     parsed = parsed_plays(spark, settings)

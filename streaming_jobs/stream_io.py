@@ -9,14 +9,30 @@ idempotent, ``acks=all`` producer. Also where each query's checkpoint lives.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from infra.settings import Settings
-from schemas.topics import TopicSpec
+from schemas.topics import DLQ, TopicSpec
 from streaming_jobs.kafka_records import RAW_COLUMNS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+
+#: Spark settings of the streaming queries: RocksDB keeps per-listener state on local disk
+#: (bounded memory however many listeners there are), with changelog checkpoints.
+STREAM_CONF: Final = {
+    "spark.sql.streaming.stateStore.providerClass": (
+        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+    ),
+    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+}
+
+
+def configure(spark: SparkSession) -> None:
+    """Apply :data:`STREAM_CONF` (before starting a query; a checkpoint keeps its provider)."""
+    for key, value in STREAM_CONF.items():
+        spark.conf.set(key, value)
 
 
 def kafka_stream(spark: SparkSession, settings: Settings, topic: TopicSpec) -> DataFrame:
@@ -58,3 +74,10 @@ def trigger_kwargs(settings: Settings, once: bool) -> dict[str, object]:
     if once:
         return {"availableNow": True}
     return {"processingTime": f"{settings.stream_trigger_s:g} seconds"}
+
+
+def write_dead_letters(parsed: DataFrame, settings: Settings) -> None:
+    """Send the rejected rows of a parsed batch (``ok`` false, ``dlq`` JSON) to ``cadenza.dlq``."""
+    from pyspark.sql import functions as sf
+
+    write_kafka(parsed.where("NOT ok").select("key", sf.col("dlq").alias("value")), settings, DLQ)

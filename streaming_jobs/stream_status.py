@@ -213,3 +213,48 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def query_rows(settings: Settings, ends: dict[str, dict[int, int]] | None) -> list[dict[str, Any]]:
+    """One row per known query: state, last progress, counters and lag (when ``ends`` is known).
+
+    Lag comes from the checkpoint's offsets, so it is right for a stopped query too.
+    """
+    from streaming_jobs.stream_names import JOBS, SOURCES
+
+    statuses = {s["job"]: s for s in read_statuses(settings)}
+    rows = []
+    for job, names in JOBS.items():
+        status = statuses.get(job)
+        by_name = {q["name"]: q for q in (status or {}).get("queries", [])}
+        for name in names:
+            q = by_name.get(name, {})
+            topic = settings.topic(SOURCES[name])
+            processed = checkpoint_offsets(settings.checkpoints_path / name)
+            if status is None and not processed:
+                state = "never run"
+            elif status is not None and status["alive"] and q.get("active", True):
+                state = "running"
+            elif status is not None and status.get("state") == "failed":
+                state = "failed"
+            else:
+                state = "stopped"
+            row_lag = None
+            if ends is not None and topic in ends:
+                row_lag = sum(lag({topic: processed.get(topic, {})}, {topic: ends[topic]})[topic].values())
+            rows.append(
+                {
+                    "job": job,
+                    "query": name,
+                    "topic": topic,
+                    "state": state,
+                    "pid": (status or {}).get("pid"),
+                    "error": q.get("error"),
+                    "progress": q.get("progress") or {},
+                    "counters": q.get("counters") or {},
+                    "dropped_by_watermark_total": q.get("dropped_by_watermark_total", 0),
+                    "processed_offsets": processed.get(topic, {}),
+                    "lag": row_lag,
+                }
+            )
+    return rows
