@@ -131,12 +131,6 @@ class Settings(BaseSettings):
         "dead-lettered (they would push the watermark past every real event).",
     )
     trending_top_n: int = Field(20, ge=1, le=100, description="Top tracks kept per trending window.")
-    profile_top_tracks: int = Field(20, ge=1, le=100, description="Top tracks kept in a listener profile.")
-    profile_track_cap: int = Field(
-        2000,
-        ge=10,
-        description="Distinct tracks counted per listener profile; beyond it the least played are forgotten.",
-    )
 
     # --- recommender ------------------------------------------------------------------
     reco_k: int = Field(10, ge=1, le=100, description="Tracks per recommendation list.")

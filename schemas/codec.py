@@ -77,6 +77,8 @@ def decode(model: type[M], raw: bytes | bytearray | memoryview | str | None) -> 
         raise SchemaError(f"not JSON: {err.msg} at position {err.pos}", model=name) from None
     except RecursionError:
         raise SchemaError("JSON nested too deeply", model=name) from None
+    except ValueError as err:  # e.g. an integer literal longer than Python's 4300-digit limit
+        raise SchemaError(f"not acceptable JSON: {err}", model=name) from None
     if not isinstance(parsed, dict):
         raise SchemaError(f"expected a JSON object, got {type(parsed).__name__}", model=name)
     return validate(model, parsed)

@@ -100,17 +100,26 @@ class SessionDoc(Document):
 
 
 class UserDoc(Document):
-    """``users``: a listener's long-term profile."""
+    """``users``: a listener's long-term profile (written by the plays stream)."""
 
     id: UserId = Field(alias="_id")
-    counts: dict[str, dict[str, int]] = Field(
+    counts: dict[str, dict[str, dict[str, int]]] = Field(
         default_factory=dict,
-        description="cluster -> {play, skip, complete, like} counts, under model_version",
+        description="model version -> cluster -> {play, skip, complete, like} counts",
     )
     totals: dict[str, int] = Field(default_factory=dict, description="kind -> count, all time")
-    top_tracks: list[TrackCount] = Field(default_factory=list, description="most played tracks")
-    model_version: str | None = Field(default=None, description="model the cluster counts belong to")
+    track_plays: dict[str, int] = Field(default_factory=dict, description="track id -> plays")
+    model_version: str | None = Field(default=None, description="newest model the counts use")
     updated: datetime = Field(default_factory=utcnow)
+
+    def cluster_counts(self) -> dict[str, dict[str, int]]:
+        """Counts per cluster under the newest model (cluster -> kind -> count)."""
+        return self.counts.get(self.model_version or "", {})
+
+    def top_tracks(self, n: int = 20) -> list[TrackCount]:
+        """The most played tracks, most plays first (lower id on a tie)."""
+        ranked = sorted(((int(t), p) for t, p in self.track_plays.items()), key=lambda tp: (-tp[1], tp[0]))
+        return [TrackCount(track_id=t, plays=p) for t, p in ranked[:n]]
 
 
 class TrendingDoc(Document):

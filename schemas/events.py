@@ -48,6 +48,12 @@ UtcDatetime = Annotated[
 ]
 
 
+#: Event times outside this range are refused (clock bugs; and pandas/Spark nanosecond
+#: timestamps cannot even hold years before 1677 or after 2262).
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def utcnow() -> datetime:
     """The current instant, timezone-aware in UTC."""
     return datetime.now(UTC)
@@ -81,6 +87,16 @@ class PlayEvent(Message):
         default=0.0, ge=0, le=86_400, allow_inf_nan=False, description="Playback position."
     )
     ts: UtcDatetime = Field(default_factory=utcnow, description="Event time (UTC).")
+
+    @field_validator("ts")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        if not EARLIEST_EVENT <= value <= LATEST_EVENT:
+            raise ValueError(
+                f"event time {value.isoformat()} is outside {EARLIEST_EVENT.year}-{LATEST_EVENT.year}; "
+                "check the producer's clock"
+            )
+        return value
 
 
 class TrackEvent(Message):

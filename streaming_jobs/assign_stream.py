@@ -33,14 +33,7 @@ from schemas.cluster_model import current_version
 from schemas.topics import TRACKS_ASSIGNED, TRACKS_NEW
 from streaming_jobs.errors import StreamError
 from streaming_jobs.registry import PIPELINE_DIR
-from streaming_jobs.stream_io import (
-    checkpoint,
-    configure,
-    kafka_stream,
-    trigger_kwargs,
-    write_dead_letters,
-    write_kafka,
-)
+from streaming_jobs.stream_io import configure, kafka_stream, start_query, write_dead_letters, write_kafka
 from streaming_jobs.stream_names import ASSIGN
 from streaming_jobs.stream_status import Counters
 from streaming_jobs.stream_writes import bulk, now_utc, process_db
@@ -139,7 +132,9 @@ class AssignSink:
             good = parsed.where("ok")
             version, pipeline = self.models.get()
             if pipeline is not None:
-                vectors = good.select("track_id", "value", array_to_vector("features").alias(INPUT_COL))
+                vectors = good.select(
+                    "track_id", "value", array_to_vector(sf.col("features")).alias(INPUT_COL)
+                )
                 scored = pipeline.transform(vectors).select(
                     "track_id", "value", sf.col(PREDICTION_COL).cast("int").alias("cluster")
                 )
@@ -167,11 +162,4 @@ def start_assign(
     """Start the assignment query."""
     configure(spark)
     sink = AssignSink(settings, counters, CurrentPipeline(settings.models_path))
-    return (
-        kafka_stream(spark, settings, TRACKS_NEW)
-        .writeStream.queryName(ASSIGN)
-        .foreachBatch(sink)
-        .option("checkpointLocation", str(checkpoint(settings, ASSIGN)))
-        .trigger(**trigger_kwargs(settings, once))  # type: ignore[arg-type]
-        .start()
-    )
+    return start_query(kafka_stream(spark, settings, TRACKS_NEW), settings, ASSIGN, sink, once=once)

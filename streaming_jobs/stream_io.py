@@ -9,7 +9,7 @@ idempotent, ``acks=all`` producer. Also where each query's checkpoint lives.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from infra.settings import Settings
 from schemas.topics import DLQ, TopicSpec
@@ -17,6 +17,7 @@ from streaming_jobs.kafka_records import RAW_COLUMNS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
 
 
 #: Spark settings of the streaming queries: RocksDB keeps per-listener state on local disk
@@ -69,11 +70,24 @@ def checkpoint(settings: Settings, query: str) -> Path:
     return settings.checkpoints_path / query
 
 
-def trigger_kwargs(settings: Settings, once: bool) -> dict[str, object]:
-    """``writeStream.trigger`` arguments: drain what is there and stop, or every trigger_s."""
+def start_query(
+    frame: DataFrame, settings: Settings, name: str, sink: Any, *, mode: str = "append", once: bool = False
+) -> StreamingQuery:
+    """Start ``frame`` as the named query with a ``foreachBatch`` sink and its checkpoint.
+
+    Trigger: every ``stream_trigger_s``, or with ``once`` drain what is there and stop.
+    """
+    writer = (
+        frame.writeStream.queryName(name)
+        .outputMode(mode)
+        .foreachBatch(sink)
+        .option("checkpointLocation", str(checkpoint(settings, name)))
+    )
     if once:
-        return {"availableNow": True}
-    return {"processingTime": f"{settings.stream_trigger_s:g} seconds"}
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{settings.stream_trigger_s:g} seconds")
+    return writer.start()
 
 
 def write_dead_letters(parsed: DataFrame, settings: Settings) -> None:

@@ -12,10 +12,20 @@ from schemas.topics import PLAYS, TRACKS_NEW, TopicSpec
 
 ASSIGN: Final = "tracks-assign"
 HISTORY: Final = "plays-history"
-LISTENERS: Final = "plays-listeners"
+SESSIONS: Final = "plays-sessions"
+PROFILES: Final = "plays-profiles"
 TRENDS: Final = "plays-trending"
 
 #: job -> its queries, in start order
-JOBS: Final[dict[str, tuple[str, ...]]] = {"assign": (ASSIGN,), "plays": (HISTORY, LISTENERS, TRENDS)}
+JOBS: Final[dict[str, tuple[str, ...]]] = {
+    "assign": (ASSIGN,),
+    "plays": (HISTORY, SESSIONS, PROFILES, TRENDS),
+}
 #: query -> the topic it consumes
-SOURCES: Final[dict[str, TopicSpec]] = {ASSIGN: TRACKS_NEW, HISTORY: PLAYS, LISTENERS: PLAYS, TRENDS: PLAYS}
+SOURCES: Final[dict[str, TopicSpec]] = {
+    ASSIGN: TRACKS_NEW,
+    HISTORY: PLAYS,
+    SESSIONS: PLAYS,
+    PROFILES: PLAYS,
+    TRENDS: PLAYS,
+}

@@ -42,8 +42,8 @@ def start_job(spark: SparkSession, settings: Settings, job: str, counters: Count
     if job == "assign":
         return Started([start_assign(spark, settings, counters, once=once)], lambda: None)
     if job == "plays":
-        queries, sinks = start_plays(spark, settings, counters, once=once)
-        return Started(queries, sinks.close)
+        job_ = start_plays(spark, settings, counters, once=once)
+        return Started(job_.queries, job_.close)
     raise ValueError(f"unknown streaming job {job!r}")
 
 

@@ -11,6 +11,7 @@ and read by ``cadenza stream status``.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -82,6 +83,33 @@ def lag(processed: dict[str, dict[int, int]], end: dict[str, dict[int, int]]) ->
 # --- progress ---------------------------------------------------------------------------------
 
 
+def offsets_value(value: Any) -> dict[str, dict[int, int]]:
+    """A Kafka source offset from progress: a dict, its JSON, or pyspark's ``str(dict)``."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                return {}
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(topic): {int(p): int(o) for p, o in parts.items()}
+        for topic, parts in value.items()
+        if isinstance(parts, dict)
+    }
+
+
+def processed_offsets(progress: dict[str, Any] | None) -> dict[str, dict[int, int]]:
+    """End offsets of the last batch of a query's progress, per topic and partition."""
+    out: dict[str, dict[int, int]] = {}
+    for source in (progress or {}).get("sources") or []:
+        out.update(offsets_value(source.get("endOffset")))
+    return out
+
+
 def progress_summary(progress: dict[str, Any] | None) -> dict[str, Any]:
     """The fields of a ``StreamingQueryProgress`` an operator looks at."""
     if not progress:
@@ -98,7 +126,7 @@ def progress_summary(progress: dict[str, Any] | None) -> dict[str, Any]:
         "watermark": (progress.get("eventTime") or {}).get("watermark"),
         "state_rows": sum(int(s.get("numRowsTotal") or 0) for s in states),
         "dropped_by_watermark": sum(int(s.get("numRowsDroppedByWatermark") or 0) for s in states),
-        "end_offsets": [s.get("endOffset") for s in progress.get("sources") or []],
+        "end_offsets": processed_offsets(progress),
     }
 
 
@@ -127,18 +155,19 @@ class StatusBoard:
         queries = []
         for query in self.queries:
             name = query.name or str(query.id)
+            error: BaseException | None
             try:
                 progress = progress_summary(query.lastProgress)
                 active = query.isActive
-                exception = query.exception()
+                error = query.exception()
             except Exception as err:  # the JVM side may be gone while shutting down
-                progress, active, exception = {}, False, err
+                progress, active, error = {}, False, err
             queries.append(
                 {
                     "name": name,
                     "id": str(query.id),
                     "active": active,
-                    "error": None if exception is None else str(exception).splitlines()[0][:500],
+                    "error": None if error is None else str(error).splitlines()[0][:500],
                     "checkpoint": str(self.settings.checkpoints_path / name),
                     "progress": progress,
                     "dropped_by_watermark_total": self._dropped[name],

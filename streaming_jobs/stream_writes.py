@@ -73,7 +73,11 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 
 def bulk(db: Database[Doc], collection: str, ops: Sequence[Any], what: str) -> None:
     for part in chunks(ops):
-        retrying(lambda part=part: db[collection].bulk_write(list(part), ordered=False), what)
+
+        def attempt(part: Sequence[Any] = part) -> None:
+            db[collection].bulk_write(list(part), ordered=False)
+
+        retrying(attempt, what)
 
 
 # --- lookups -----------------------------------------------------------------------------
@@ -85,11 +89,13 @@ def cluster_fetcher(settings: Settings) -> Fetch:
     def fetch(ids: list[int]) -> dict[int, tuple[int | None, str | None]]:
         db = process_db(settings)
         found: dict[int, tuple[int | None, str | None]] = {}
+
         for track_id in ids:  # one indexed lookup each: `$in` is a scan on some servers
-            doc = retrying(
-                lambda t=track_id: db.tracks.find_one({"_id": t}, {"cluster": 1, "model_version": 1}),
-                "looking up a track",
-            )
+
+            def find(t: int = track_id) -> Doc | None:
+                return db.tracks.find_one({"_id": t}, {"cluster": 1, "model_version": 1})
+
+            doc = retrying(find, "looking up a track")
             if doc is not None:
                 found[track_id] = (doc.get("cluster"), doc.get("model_version"))
         return found
@@ -100,13 +106,19 @@ def cluster_fetcher(settings: Settings) -> Fetch:
 # --- history -----------------------------------------------------------------------------
 
 
+def utc_datetime(value: Any) -> datetime:
+    """A timestamp cell from Spark (pandas Timestamp or datetime, naive = UTC) as an aware datetime."""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return stamp.to_pydatetime()
+
+
 def play_documents(frame: pd.DataFrame) -> list[Doc]:
     """``plays`` documents of good parsed plays (``_id`` = event id)."""
     docs = []
     for row in frame[["event_id", "user_id", "track_id", "kind", "position_s", "ts", "cluster"]].itertuples(
         index=False
     ):
-        ts = row.ts.to_pydatetime() if hasattr(row.ts, "to_pydatetime") else row.ts
         docs.append(
             {
                 "_id": row.event_id,
@@ -114,7 +126,7 @@ def play_documents(frame: pd.DataFrame) -> list[Doc]:
                 "track_id": int(row.track_id),
                 "kind": row.kind,
                 "position_s": float(row.position_s),
-                "ts": ts if ts.tzinfo else ts.replace(tzinfo=UTC),
+                "ts": utc_datetime(row.ts),
                 "cluster": None if int(row.cluster) < 0 else int(row.cluster),
             }
         )

@@ -109,23 +109,21 @@ class Reference:
                 }
         return out
 
-    def profiles(self, top_n: int) -> dict[str, dict[str, Any]]:
+    def profiles(self, version: str) -> dict[str, dict[str, Any]]:
         counts: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
         totals: dict[str, Counter[str]] = defaultdict(Counter)
-        tracks: dict[str, Counter[int]] = defaultdict(Counter)
+        tracks: dict[str, Counter[str]] = defaultdict(Counter)
         for e in self.accepted:
             counts[e.user_id][str(self.clusters[e.track_id])][e.kind.value] += 1
             totals[e.user_id][e.kind.value] += 1
             if e.kind is PlayKind.PLAY:
-                tracks[e.user_id][e.track_id] += 1
+                tracks[e.user_id][str(e.track_id)] += 1
         return {
             user: {
-                "counts": {c: dict(k) for c, k in counts[user].items()},
-                "totals": {k: totals[user][k] for k in ("play", "skip", "complete", "like")},
-                "top_tracks": [
-                    {"track_id": t, "plays": n}
-                    for t, n in sorted(tracks[user].items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]
-                ],
+                "counts": {version: {c: dict(k) for c, k in counts[user].items()}},
+                "totals": dict(totals[user]),
+                "track_plays": dict(tracks[user]),
+                "model_version": version,
             }
             for user in counts
         }

@@ -26,6 +26,7 @@ from pyspark.sql.streaming import StreamingQuery
 from infra.kafka_clients import consumer
 from infra.settings import Settings
 from schemas.codec import decode, encode
+from schemas.documents import UserDoc
 from schemas.events import DeadLetter, PlayEvent
 from schemas.topics import DLQ, PLAYS
 from streaming_jobs.plays_stream import start_plays
@@ -107,7 +108,8 @@ class Run:
         self._sinks: Any = None
 
     def start(self) -> list[StreamingQuery]:
-        self.queries, self._sinks = start_plays(self.spark, self.settings, self.counters)
+        self._sinks = start_plays(self.spark, self.settings, self.counters)
+        self.queries = self._sinks.queries
         return self.queries
 
     def stop(self) -> None:
@@ -179,10 +181,13 @@ def test_plays_stream_matches_reference(run: Run, plays_settings: Settings, db: 
     trending = {d["_id"]: clean(d, "scope") for d in db.trending.find()}
     assert trending == expected_trending
 
-    expected_profiles = ref.profiles(settings.profile_top_tracks)
-    profiles = {d["_id"]: clean(d, "model_version") for d in db.users.find()}
+    expected_profiles = ref.profiles(VERSION)
+    wait_for(lambda: db.users.count_documents({}) >= len(expected_profiles), what="profiles")
+    profiles = {d["_id"]: clean(d) for d in db.users.find()}
     assert profiles == expected_profiles
-    assert {d["model_version"] for d in db.users.find()} == {VERSION}
+    alice = UserDoc.model_validate(db.users.find_one({"_id": "alice"}))
+    assert alice.cluster_counts() == expected_profiles["alice"]["counts"][VERSION]
+    assert [(t.track_id, t.plays) for t in alice.top_tracks(2)] == [(12, 2), (11, 1)]
 
     # History: every valid play once (late ones included), duplicates not again.
     valid = unique([*first, *second, flush])
@@ -200,7 +205,9 @@ def test_plays_stream_matches_reference(run: Run, plays_settings: Settings, db: 
     assert {base64.b64decode(d.value_b64) for d in letters} == {value for _, value in bad}
     assert all(d.topic == topic and d.offset is not None and d.error for d in letters)
     if not restart:  # counters live in the process; a restart starts them again
-        history = run.counters.snapshot()["plays-history"]
+        snapshot = run.counters.snapshot()
+        assert snapshot["plays-sessions"]["sessions_closed"] == len(expected_sessions)
+        history = snapshot["plays-history"]
         assert history["plays_stored"] == len(valid)
         assert history["plays_already_stored"] == 2  # the two re-delivered plays
         assert history["dead_letters.SchemaError"] == 2

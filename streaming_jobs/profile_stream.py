@@ -1,0 +1,112 @@
+"""The ``plays-profiles`` query's plan and sink: each listener's long-term profile in ``users``.
+
+Source: watermarked, deduplicated plays (:func:`streaming_jobs.plays_stream.on_time_plays`).
+Plan: one native streaming aggregation over three grouping sets, in update mode (Spark
+keeps the counts in its state store; each micro-batch emits the counts that changed,
+as absolute values):
+
+* ``(user, model version, cluster, kind)`` -> ``counts.<version>.<cluster>.<kind>``
+  (cluster ids only mean something under the model that assigned them);
+* ``(user, kind)`` -> ``totals.<kind>``;
+* ``(user, track)`` -> ``track_plays.<track>`` (plays of kind ``play``; the profile's
+  top tracks are the largest of these, see :meth:`schemas.documents.UserDoc.top_tracks`).
+
+Destination: ``users``, one ``$set`` of dotted fields per listener and micro-batch
+(plus ``$max`` of ``model_version``), so a replayed batch rewrites the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import pandas as pd
+from pymongo import UpdateOne
+
+from infra.settings import Settings
+from streaming_jobs.stream_names import PROFILES
+from streaming_jobs.stream_status import Counters
+from streaming_jobs.stream_writes import bulk, now_utc, process_db
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+KEYS: Final = ("user_id", "model_version", "cluster", "kind", "track_id")
+SETS: Final = (("user_id", "model_version", "cluster", "kind"), ("user_id", "kind"), ("user_id", "track_id"))
+
+
+def grouping_id(grouped: Iterable[str]) -> int:
+    """Spark's ``grouping_id()`` of a grouping set over :data:`KEYS` (bit set = not grouped)."""
+    present = set(grouped)
+    return sum(1 << (len(KEYS) - 1 - i) for i, key in enumerate(KEYS) if key not in present)
+
+
+BY_CLUSTER, BY_KIND, BY_TRACK = (grouping_id(s) for s in SETS)
+
+
+def profiles_plan(on_time: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as sf
+
+    return on_time.groupingSets([list(s) for s in SETS], *KEYS).agg(
+        sf.count("*").alias("n"),
+        sf.count_if(sf.col("kind") == "play").alias("plays"),
+        sf.grouping_id().alias("gid"),
+    )
+
+
+def profile_updates(frame: pd.DataFrame, now: Any) -> list[UpdateOne]:
+    """One upsert per listener from the changed aggregate rows of a batch (pure)."""
+    fields: dict[str, dict[str, Any]] = {}
+    versions: dict[str, str] = {}
+    for row in frame.itertuples(index=False):
+        user = str(row.user_id)
+        target = fields.setdefault(user, {"updated": now})
+        gid = int(row.gid)
+        if gid == BY_CLUSTER:
+            if isinstance(row.model_version, str) and not pd.isna(row.cluster) and int(row.cluster) >= 0:
+                target[f"counts.{row.model_version}.{int(row.cluster)}.{row.kind}"] = int(row.n)
+                versions[user] = max(versions.get(user, ""), row.model_version)
+        elif gid == BY_KIND:
+            target[f"totals.{row.kind}"] = int(row.n)
+        elif gid == BY_TRACK and int(row.plays) > 0:
+            target[f"track_plays.{int(row.track_id)}"] = int(row.plays)
+    updates = []
+    for user, values in fields.items():
+        change: dict[str, Any] = {"$set": values}
+        if user in versions:
+            change["$max"] = {"model_version": versions[user]}
+        updates.append(UpdateOne({"_id": user}, change, upsert=True))
+    return updates
+
+
+def profile_writer(settings: Settings) -> Callable[[Iterable[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """``mapInPandas`` over rows partitioned by user: write the profiles, yield how many."""
+
+    def write(frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        written = 0
+        parts = [f for f in frames if len(f)]
+        if parts:
+            updates = profile_updates(pd.concat(parts, ignore_index=True), now_utc())
+            bulk(process_db(settings), "users", updates, "writing users")
+            written = len(updates)
+        yield pd.DataFrame({"written": [written]})
+
+    return write
+
+
+@dataclass
+class ProfileSink:
+    settings: Settings
+    counters: Counters
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as sf
+
+        written = (
+            batch.repartition("user_id")
+            .mapInPandas(profile_writer(self.settings), "written long")
+            .agg(sf.sum("written"))
+            .collect()[0][0]
+        )
+        self.counters.add(PROFILES, "profiles_written", int(written or 0))
