@@ -249,6 +249,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--assign-duration", type=float, default=60.0)
     parser.add_argument("--assign-interval", type=float, default=0.2)
+    parser.add_argument(
+        "--only", choices=("plays", "assign"), help="run one part (and keep the other's last figures)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cadenza-bench-") as tmp:
@@ -264,13 +267,16 @@ def main() -> None:
         spark = None
         try:
             results: dict[str, Any] = {"spark_master": "local[2]", "cpus": os.cpu_count()}
+            if args.only and args.out.exists():
+                results = {**json.loads(args.out.read_text()), **results}
             spark = spark_session(base, "cadenza-bench-streaming", kafka=True)
             plays_settings = base.model_copy(
                 update={"data_dir": Path(tmp) / "plays", "topic_prefix": "bp.", "mongodb_db": "bench_plays"}
             )
-            ensure_topics(plays_settings)
-            init_db(database(plays_settings))
-            results["plays"] = bench_plays(spark, plays_settings, args.plays, args.users)
+            if args.only in (None, "plays"):
+                ensure_topics(plays_settings)
+                init_db(database(plays_settings))
+                results["plays"] = bench_plays(spark, plays_settings, args.plays, args.users)
             assign_settings = base.model_copy(
                 update={
                     "data_dir": Path(tmp) / "assign",
@@ -279,10 +285,11 @@ def main() -> None:
                     "stream_trigger_s": 1.0,
                 }
             )
-            ensure_topics(assign_settings)
-            results["assign"] = bench_assign(
-                spark, assign_settings, args.assign_duration, args.assign_interval
-            )
+            if args.only in (None, "assign"):
+                ensure_topics(assign_settings)
+                results["assign"] = bench_assign(
+                    spark, assign_settings, args.assign_duration, args.assign_interval
+                )
         finally:
             if spark is not None:
                 spark.stop()

@@ -34,6 +34,10 @@ def stages(settings: Settings) -> tuple[Stage, ...]:
         Stage("sample catalogue (FMA layout, real MP3s)", ("sample-data", sample, "--tracks", "240")),
         Stage("ETL: audio features -> MongoDB", ("etl", "run", "--fma-dir", sample)),
         Stage("train and promote the K-Means model", ("model", "train", "--k-range", "6:12:2")),
+        Stage(
+            "stream: assign the announced tracks (tracks.new -> tracks.assigned)",
+            ("stream", "assign", "--once"),
+        ),
     )
 
 
@@ -61,4 +65,6 @@ def demo() -> None:
     console.print(f"[green]demo up[/] in {time.monotonic() - started:.1f} s")
     console.print(f"  Kafka   {settings.bootstrap_servers}")
     console.print(f"  MongoDB {settings.mongo_uri}{settings.mongodb_db}")
+    console.print("  streaming: `cadenza stream assign` and `cadenza stream plays` run the jobs live;")
+    console.print("             `cadenza stream status` shows them")
     console.print("  stop it with `cadenza stack down`")

@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     stream_max_offsets_per_trigger: int = Field(
         50_000, ge=1, description="Most Kafka records one micro-batch reads (bounds batch size)."
     )
+    profile_trigger_s: float = Field(
+        30.0,
+        gt=0,
+        description="Trigger interval of the listener-profile query: one write per active listener "
+        "per interval, so longer means fewer database writes and staler profiles.",
+    )
+    profile_max_offsets_per_trigger: int = Field(
+        500_000, ge=1, description="Most Kafka records one micro-batch of the profile query reads."
+    )
     stream_max_future_s: float = Field(
         300.0,
         gt=0,

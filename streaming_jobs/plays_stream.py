@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -74,8 +74,9 @@ def play_parser(settings: Settings) -> Callable[[Iterable[pd.DataFrame]], Iterat
     return parse
 
 
-def parsed_plays(spark: SparkSession, settings: Settings) -> DataFrame:
-    return kafka_stream(spark, settings, PLAYS).mapInPandas(play_parser(settings), PARSED_SCHEMA)
+def parsed_plays(spark: SparkSession, settings: Settings, *, max_offsets: int | None = None) -> DataFrame:
+    source = kafka_stream(spark, settings, PLAYS, max_offsets=max_offsets)
+    return source.mapInPandas(play_parser(settings), PARSED_SCHEMA)
 
 
 def on_time_plays(parsed: DataFrame, settings: Settings) -> DataFrame:
@@ -141,19 +142,25 @@ def start_plays(
     """Start the four plays queries."""
     configure(spark)
     parsed = parsed_plays(spark, settings)
+    on_time = on_time_plays(parsed, settings)
     trending = TrendingSink(settings, counters)
-    plans: list[tuple[str, DataFrame, Any, str]] = [
-        (HISTORY, parsed, HistorySink(settings, counters), "append"),
-        (
-            SESSIONS,
-            sessions_plan(on_time_plays(parsed, settings), settings),
-            SessionSink(settings, counters),
-            "append",
-        ),
-        (PROFILES, profiles_plan(on_time_plays(parsed, settings)), ProfileSink(settings, counters), "update"),
-        (TRENDS, trending_plan(on_time_plays(parsed, settings), settings), trending, "append"),
-    ]
+    # Profiles are written once per active listener and batch: a longer trigger and
+    # bigger batches mean far fewer database writes (see CADENZA_PROFILE_TRIGGER_S).
+    profile_source = parsed_plays(spark, settings, max_offsets=settings.profile_max_offsets_per_trigger)
     queries = [
-        start_query(frame, settings, name, sink, mode=mode, once=once) for name, frame, sink, mode in plans
+        start_query(parsed, settings, HISTORY, HistorySink(settings, counters), once=once),
+        start_query(
+            sessions_plan(on_time, settings), settings, SESSIONS, SessionSink(settings, counters), once=once
+        ),
+        start_query(
+            profiles_plan(on_time_plays(profile_source, settings)),
+            settings,
+            PROFILES,
+            ProfileSink(settings, counters),
+            mode="update",
+            once=once,
+            trigger_s=settings.profile_trigger_s,
+        ),
+        start_query(trending_plan(on_time, settings), settings, TRENDS, trending, once=once),
     ]
     return PlaysJob(queries, trending)

@@ -36,14 +36,16 @@ def configure(spark: SparkSession) -> None:
         spark.conf.set(key, value)
 
 
-def kafka_stream(spark: SparkSession, settings: Settings, topic: TopicSpec) -> DataFrame:
+def kafka_stream(
+    spark: SparkSession, settings: Settings, topic: TopicSpec, *, max_offsets: int | None = None
+) -> DataFrame:
     """A streaming DataFrame of raw records (``key, value, topic, partition, offset``)."""
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.bootstrap_servers)
         .option("subscribe", settings.topic(topic))
         .option("startingOffsets", settings.stream_starting_offsets)
-        .option("maxOffsetsPerTrigger", str(settings.stream_max_offsets_per_trigger))
+        .option("maxOffsetsPerTrigger", str(max_offsets or settings.stream_max_offsets_per_trigger))
         # Records deleted by retention before we read them are reported in the log,
         # not fatal: a stopped query must be able to resume on a topic that moved on.
         .option("failOnDataLoss", "false")
@@ -71,11 +73,19 @@ def checkpoint(settings: Settings, query: str) -> Path:
 
 
 def start_query(
-    frame: DataFrame, settings: Settings, name: str, sink: Any, *, mode: str = "append", once: bool = False
+    frame: DataFrame,
+    settings: Settings,
+    name: str,
+    sink: Any,
+    *,
+    mode: str = "append",
+    once: bool = False,
+    trigger_s: float | None = None,
 ) -> StreamingQuery:
     """Start ``frame`` as the named query with a ``foreachBatch`` sink and its checkpoint.
 
-    Trigger: every ``stream_trigger_s``, or with ``once`` drain what is there and stop.
+    Trigger: every ``trigger_s`` (default ``stream_trigger_s``), or with ``once`` drain
+    what is there and stop.
     """
     writer = (
         frame.writeStream.queryName(name)
@@ -86,7 +96,7 @@ def start_query(
     if once:
         writer = writer.trigger(availableNow=True)
     else:
-        writer = writer.trigger(processingTime=f"{settings.stream_trigger_s:g} seconds")
+        writer = writer.trigger(processingTime=f"{trigger_s or settings.stream_trigger_s:g} seconds")
     return writer.start()
 
 

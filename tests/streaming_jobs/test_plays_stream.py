@@ -90,7 +90,7 @@ def drain(queries: list[StreamingQuery]) -> None:
 
 @pytest.fixture
 def plays_settings(topics: Settings, db: Db) -> Settings:
-    settings = topics.model_copy(update={"stream_trigger_s": 0.5})
+    settings = topics.model_copy(update={"stream_trigger_s": 0.5, "profile_trigger_s": 0.5})
     install_model_files(settings.models_path, CLUSTERS)
     db.tracks.insert_many(
         [{"_id": t, "title": f"t{t}", "cluster": c, "model_version": VERSION} for t, c in CLUSTERS.items()]
