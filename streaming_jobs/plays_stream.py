@@ -33,7 +33,7 @@ from schemas.topics import PLAYS
 from streaming_jobs.play_events import PARSED_SCHEMA, parse_plays
 from streaming_jobs.profile_stream import ProfileSink, profiles_plan
 from streaming_jobs.session_stream import SessionSink, sessions_plan
-from streaming_jobs.stream_io import configure, kafka_stream, start_query, write_dead_letters
+from streaming_jobs.stream_io import configure, kafka_stream, start_query, write_and_count, write_dead_letters
 from streaming_jobs.stream_names import HISTORY, PROFILES, SESSIONS, TRENDS
 from streaming_jobs.stream_status import Counters
 from streaming_jobs.stream_writes import cluster_fetcher, history_writer
@@ -100,8 +100,6 @@ class HistorySink:
     counters: Counters
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        from pyspark.sql import functions as sf
-
         batch = batch.persist()
         try:
             rejected = {
@@ -112,14 +110,11 @@ class HistorySink:
                 write_dead_letters(batch, self.settings)
                 for reason, n in rejected.items():
                     self.counters.add(HISTORY, f"dead_letters.{reason}", n)
-            stats = (
-                batch.where("ok")
-                .mapInPandas(history_writer(self.settings), "inserted long, duplicates long")
-                .agg(sf.sum("inserted").alias("inserted"), sf.sum("duplicates").alias("duplicates"))
-                .collect()[0]
+            counts = write_and_count(
+                batch.where("ok"), history_writer(self.settings), ("inserted", "duplicates")
             )
-            self.counters.add(HISTORY, "plays_stored", int(stats["inserted"] or 0))
-            self.counters.add(HISTORY, "plays_already_stored", int(stats["duplicates"] or 0))
+            self.counters.add(HISTORY, "plays_stored", counts["inserted"])
+            self.counters.add(HISTORY, "plays_already_stored", counts["duplicates"])
         finally:
             batch.unpersist()
 

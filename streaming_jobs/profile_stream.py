@@ -17,7 +17,7 @@ Destination: ``users``, one ``$set`` of dotted fields per listener and micro-bat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -25,9 +25,10 @@ import pandas as pd
 from pymongo import UpdateOne
 
 from infra.settings import Settings
+from streaming_jobs.stream_io import write_and_count
 from streaming_jobs.stream_names import PROFILES
 from streaming_jobs.stream_status import Counters
-from streaming_jobs.stream_writes import bulk, now_utc, process_db
+from streaming_jobs.stream_writes import FrameWriter, bulk, counting_writer, now_utc, process_db
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -80,19 +81,15 @@ def profile_updates(frame: pd.DataFrame, now: Any) -> list[UpdateOne]:
     return updates
 
 
-def profile_writer(settings: Settings) -> Callable[[Iterable[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """``mapInPandas`` over rows partitioned by user: write the profiles, yield how many."""
+def profile_writer(settings: Settings) -> FrameWriter:
+    """Write the profiles of a frame of rows (partitioned by user); counts ``written``."""
 
-    def write(frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        written = 0
-        parts = [f for f in frames if len(f)]
-        if parts:
-            updates = profile_updates(pd.concat(parts, ignore_index=True), now_utc())
-            bulk(process_db(settings), "users", updates, "writing users")
-            written = len(updates)
-        yield pd.DataFrame({"written": [written]})
+    def write(frame: pd.DataFrame) -> dict[str, int]:
+        updates = profile_updates(frame, now_utc())
+        bulk(process_db(settings), "users", updates, "writing users")
+        return {"written": len(updates)}
 
-    return write
+    return counting_writer(write, ("written",))
 
 
 @dataclass
@@ -101,12 +98,6 @@ class ProfileSink:
     counters: Counters
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        from pyspark.sql import functions as sf
-
-        written = (
-            batch.repartition("user_id")
-            .mapInPandas(profile_writer(self.settings), "written long")
-            .agg(sf.sum("written"))
-            .collect()[0][0]
-        )
-        self.counters.add(PROFILES, "profiles_written", int(written or 0))
+        by_user = batch.repartition("user_id")
+        counts = write_and_count(by_user, profile_writer(self.settings), ("written",))
+        self.counters.add(PROFILES, "profiles_written", counts["written"])

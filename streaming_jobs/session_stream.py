@@ -14,7 +14,6 @@ plays (the lowest on a tie; None when no play had a cluster).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +21,10 @@ import pandas as pd
 
 from infra.settings import Settings
 from schemas.documents import SessionDoc
+from streaming_jobs.stream_io import write_and_count
 from streaming_jobs.stream_names import SESSIONS
 from streaming_jobs.stream_status import Counters
-from streaming_jobs.stream_writes import insert_once, process_db, utc_datetime
+from streaming_jobs.stream_writes import FrameWriter, counting_writer, insert_once, process_db, utc_datetime
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -66,17 +66,13 @@ def session_documents(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return docs
 
 
-def session_writer(settings: Settings) -> Callable[[Iterable[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """``mapInPandas``: insert closed sessions once; yield how many were new."""
+def session_writer(settings: Settings) -> FrameWriter:
+    """Insert closed sessions once; counts ``inserted``."""
 
-    def write(frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        inserted = 0
-        for frame in frames:
-            if len(frame):
-                inserted += insert_once(process_db(settings), "sessions", session_documents(frame))[0]
-        yield pd.DataFrame({"inserted": [inserted]})
+    def write(frame: pd.DataFrame) -> dict[str, int]:
+        return {"inserted": insert_once(process_db(settings), "sessions", session_documents(frame))[0]}
 
-    return write
+    return counting_writer(write, ("inserted",))
 
 
 @dataclass
@@ -85,13 +81,6 @@ class SessionSink:
     counters: Counters
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        from pyspark.sql import functions as sf
-
         columns = ["user_id", "start", "end", "tracks", *KIND_COLUMNS.values(), "dominant_cluster"]
-        result = (
-            batch.select(*columns)
-            .mapInPandas(session_writer(self.settings), "inserted long")
-            .agg(sf.sum("inserted"))
-            .collect()[0][0]
-        )
-        self.counters.add(SESSIONS, "sessions_closed", int(result or 0))
+        counts = write_and_count(batch.select(*columns), session_writer(self.settings), ("inserted",))
+        self.counters.add(SESSIONS, "sessions_closed", counts["inserted"])

@@ -105,3 +105,12 @@ def write_dead_letters(parsed: DataFrame, settings: Settings) -> None:
     from pyspark.sql import functions as sf
 
     write_kafka(parsed.where("NOT ok").select("key", sf.col("dlq").alias("value")), settings, DLQ)
+
+
+def write_and_count(frame: DataFrame, writer: Any, columns: tuple[str, ...]) -> dict[str, int]:
+    """Run a :func:`streaming_jobs.stream_writes.counting_writer` over a batch; its totals."""
+    from pyspark.sql import functions as sf
+
+    schema = ", ".join(f"{name} long" for name in columns)
+    row = frame.mapInPandas(writer, schema).agg(*[sf.sum(c).alias(c) for c in columns]).collect()[0]
+    return {name: int(row[name] or 0) for name in columns}

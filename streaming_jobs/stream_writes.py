@@ -155,20 +155,33 @@ def insert_once(db: Database[Doc], collection: str, docs: Sequence[Doc]) -> tupl
     return inserted, duplicates
 
 
-def history_writer(settings: Settings) -> Callable[[Iterable[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """``mapInPandas`` function: store good plays once, yield ``(inserted, duplicates)``."""
+FrameWriter = Callable[[Iterable[pd.DataFrame]], Iterator[pd.DataFrame]]
 
-    def write(frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        db = process_db(settings)
-        inserted = duplicates = 0
+
+def counting_writer(
+    write_frame: Callable[[pd.DataFrame], dict[str, int]], columns: Sequence[str]
+) -> FrameWriter:
+    """A ``mapInPandas`` function that writes each non-empty frame and yields one row of totals."""
+
+    def run(frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        totals = dict.fromkeys(columns, 0)
         for frame in frames:
             if len(frame):
-                ins, dup = insert_once(db, "plays", play_documents(frame))
-                inserted += ins
-                duplicates += dup
-        yield pd.DataFrame({"inserted": [inserted], "duplicates": [duplicates]})
+                for name, amount in write_frame(frame).items():
+                    totals[name] += amount
+        yield pd.DataFrame({name: [amount] for name, amount in totals.items()})
 
-    return write
+    return run
+
+
+def history_writer(settings: Settings) -> FrameWriter:
+    """Store good plays once; counts ``inserted`` and ``duplicates``."""
+
+    def write(frame: pd.DataFrame) -> dict[str, int]:
+        inserted, duplicates = insert_once(process_db(settings), "plays", play_documents(frame))
+        return {"inserted": inserted, "duplicates": duplicates}
+
+    return counting_writer(write, ("inserted", "duplicates"))
 
 
 # --- driver-side writes ------------------------------------------------------------------
