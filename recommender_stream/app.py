@@ -1,0 +1,207 @@
+"""The Faust app: agents, the listener table, the catalogue and trending feeds, ``/metrics``.
+
+Sources: ``cadenza.plays`` (the ``plays`` agent, in the consumer group
+``<topic prefix>recommender``: each listener's events land on one worker), and, read by
+every worker in full without a group, ``cadenza.tracks.new`` (new tracks placed in the
+catalogue) and ``cadenza.trending`` (newest window per cluster). Destinations:
+``cadenza.recommendations`` (key = user), ``cadenza.dlq``, and the ``listeners`` table,
+changelogged to ``<app id>-listeners-changelog`` so a restarted or replacement worker
+recovers it. Logic lives in :mod:`recommender_stream.processor`; this module is wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import faust
+from aiokafka import TopicPartition
+
+from infra.kafka_clients import aio_consumer
+from infra.mongo import client as mongo_client
+from infra.settings import Settings
+from recommender_stream.catalogue import Catalogue
+from recommender_stream.catalogue_loader import load_catalogue, load_model
+from recommender_stream.listener import Limits
+from recommender_stream.processor import Output, Processor, Record
+from schemas.cluster_model import current_version
+from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_NEW, TRENDING
+
+log = logging.getLogger("cadenza.recommender")
+TABLE: Final = "listeners"
+MODEL_CHECK_S: Final = 5.0
+
+
+def app_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}recommender"
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{app_id(settings)}-{TABLE}-changelog"
+
+
+def table_store() -> str:
+    """RocksDB (through rocksdict) when it is installed, else memory + changelog recovery."""
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        return "memory://"
+    return "rocksdb://"
+
+
+@dataclass
+class Runtime:
+    """What one worker holds besides Faust's own objects."""
+
+    settings: Settings
+    processor: Processor
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    extra: dict[int, tuple[list[float], str, str]] = field(default_factory=dict)
+
+
+def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faust.App, Runtime]:
+    datadir = settings.data_dir / "faust" / f"worker-{web_port or settings.faust_port}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id(settings),
+        broker=[f"kafka://{h}" for h in settings.bootstrap_servers.split(",")],
+        store=table_store(),
+        table_store_options={"use_rocksdict": True} if table_store() == "rocksdb://" else None,
+        datadir=str(datadir),
+        web_port=web_port or settings.faust_port,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        topic_replication_factor=settings.kafka_replication_factor,
+        topic_partitions=PLAYS.partitions,
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=500,
+        broker_commit_interval=1.0,
+        table_cleanup_interval=60.0,
+        key_serializer="json",
+        value_serializer="json",
+    )
+    runtime = Runtime(
+        settings,
+        Processor(
+            catalogue=Catalogue(model=None, dims=0),
+            limits=Limits(settings.reco_last_n, settings.reco_half_life_s, settings.reco_seen_events),
+            k=settings.reco_k,
+            half_life_s=settings.reco_half_life_s,
+        ),
+    )
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    plays = app.topic(settings.topic(PLAYS), partitions=PLAYS.partitions, **raw)
+    outputs = {
+        "recommendations": app.topic(settings.topic(RECOMMENDATIONS), **raw),
+        "dlq": app.topic(settings.topic(DLQ), **raw),
+    }
+    # Keys and values of the table use the app's JSON serializers (see create_app).
+    listeners = app.Table(TABLE, partitions=PLAYS.partitions)
+
+    async def send(items: list[Output]) -> None:
+        for item in items:
+            await outputs[item.topic].send(key=item.key, value=item.value)
+
+    @app.agent(plays, name="plays")
+    async def on_plays(stream: Any) -> None:
+        async for event in stream.events():
+            await runtime.ready.wait()
+            m = event.message
+            await send(
+                runtime.processor.on_play(Record(m.topic, m.partition, m.offset, m.key, m.value), listeners)
+            )
+
+    @app.task
+    async def feeds() -> None:
+        await follow_feeds(runtime, send)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        labels = f'worker="{os.getpid()}"'
+        return web.text(runtime.processor.metrics.prometheus(labels), content_type="text/plain")
+
+    return app, runtime
+
+
+def _load(runtime: Runtime) -> Catalogue:
+    settings = runtime.settings
+    mongo = mongo_client(settings)
+    try:
+        catalogue = load_catalogue(mongo[settings.mongodb_db], load_model(settings.models_path)).catalogue
+    finally:
+        mongo.close()
+    for track_id, (features, title, artist) in runtime.extra.items():  # arrived since start
+        if catalogue.model is not None:
+            catalogue.add_vector(track_id, features, title, artist)
+    return catalogue
+
+
+async def follow_feeds(runtime: Runtime, send: Any) -> None:
+    """Load the catalogue, then follow tracks.new and trending on every partition (no group)."""
+    settings = runtime.settings
+    loop = asyncio.get_running_loop()
+    consumer = aio_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        names = {settings.topic(TRACKS_NEW): "tracks", settings.topic(TRENDING): "trending"}
+        tps = [
+            TopicPartition(topic, p)
+            for topic in names
+            for p in sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
+        ]
+        consumer.assign(tps)
+        track_tps = [tp for tp in tps if names[tp.topic] == "tracks"]
+        starts = await consumer.end_offsets(track_tps)  # before loading: nothing falls in between
+        runtime.processor.catalogue = await loop.run_in_executor(None, _load, runtime)
+        for tp, offset in starts.items():
+            consumer.seek(tp, offset)
+        await consumer.seek_to_beginning(*[tp for tp in tps if names[tp.topic] == "trending"])
+        runtime.ready.set()
+        log.info(
+            "recommender ready: %d tracks, model %s",
+            len(runtime.processor.catalogue),
+            runtime.processor.catalogue.version,
+        )
+        last_check = loop.time()
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            for tp, records in batches.items():
+                for r in records:
+                    record = Record(tp.topic, tp.partition, r.offset, r.key, r.value)
+                    if names[tp.topic] == "tracks":
+                        outputs = runtime.processor.on_track(record)
+                        _remember(runtime, r.value)
+                    else:
+                        outputs = runtime.processor.on_trending(record)
+                    await send(outputs)
+            if loop.time() - last_check > MODEL_CHECK_S:
+                last_check = loop.time()
+                if current_version(settings.models_path) != runtime.processor.catalogue.version:
+                    runtime.processor.catalogue = await loop.run_in_executor(None, _load, runtime)
+                    log.info(
+                        "model changed: catalogue reloaded under %s", runtime.processor.catalogue.version
+                    )
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: Any, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return set(consumer.partitions_for_topic(topic) or {0})
+
+
+def _remember(runtime: Runtime, value: bytes | None) -> None:
+    from schemas.codec import decode
+    from schemas.errors import SchemaError
+    from schemas.events import TrackEvent
+
+    try:
+        event = decode(TrackEvent, value)
+    except SchemaError:
+        return
+    runtime.extra[event.track_id] = (event.features, event.title, event.artist)

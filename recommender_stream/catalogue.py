@@ -1,0 +1,134 @@
+"""The recommender's in-memory catalogue: every track's cluster and position in the model's space.
+
+Sources: the current model's ``export.json`` (:class:`schemas.cluster_model.ClusterModel`,
+the same maths as Spark's PipelineModel) applied to the feature vectors of ``tracks``
+at start-up (:func:`recommender_stream.catalogue_loader.load_catalogue`), then every
+``TrackEvent`` on ``cadenza.tracks.new``, assigned by the same model in the worker
+(:meth:`Catalogue.add_vector`), so a new track is recommendable at once.
+Consumers: :mod:`recommender_stream.ranking` (nearest neighbours within a cluster,
+members, titles for the reasons).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from schemas.cluster_model import ClusterModel
+
+
+@dataclass
+class Catalogue:
+    """Tracks in the model's reduced (PCA) space, indexed by cluster."""
+
+    model: ClusterModel | None
+    dims: int
+    ids: list[int] = field(default_factory=list)
+    clusters: list[int] = field(default_factory=list)
+    titles: list[str] = field(default_factory=list)
+    artists: list[str] = field(default_factory=list)
+    _coords: NDArray[np.float32] = field(default_factory=lambda: np.empty((0, 0), dtype=np.float32))
+    _pos: dict[int, int] = field(default_factory=dict)
+    _members: dict[int, list[int]] = field(default_factory=dict)
+    _member_arrays: dict[int, NDArray[np.int64]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self._coords.shape[1] != self.dims:
+            self._coords = np.zeros((0, self.dims), dtype=np.float32)
+
+    @property
+    def version(self) -> str | None:
+        return None if self.model is None else self.model.version
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, track_id: object) -> bool:
+        return track_id in self._pos
+
+    # --- building -----------------------------------------------------------------------
+
+    def add(
+        self, track_id: int, cluster: int, coords: NDArray[np.floating], title: str = "", artist: str = ""
+    ) -> None:
+        """Add (or move) one track."""
+        vector = np.asarray(coords, dtype=np.float32).reshape(-1)
+        if vector.size != self.dims:
+            raise ValueError(f"track {track_id}: {vector.size} coordinates, the catalogue has {self.dims}")
+        if track_id in self._pos:
+            pos = self._pos[track_id]
+            old = self.clusters[pos]
+            if old != cluster:
+                self._members[old].remove(pos)
+                self._member_arrays.pop(old, None)
+                self._members.setdefault(cluster, []).append(pos)
+            self.clusters[pos], self.titles[pos], self.artists[pos] = cluster, title, artist
+            self._coords[pos] = vector
+            self._member_arrays.pop(cluster, None)
+            return
+        pos = len(self.ids)
+        if pos >= self._coords.shape[0]:
+            grown = np.zeros((max(64, 2 * pos), self.dims), dtype=np.float32)
+            grown[:pos] = self._coords[:pos]
+            self._coords = grown
+        self._coords[pos] = vector
+        self.ids.append(int(track_id))
+        self.clusters.append(int(cluster))
+        self.titles.append(title)
+        self.artists.append(artist)
+        self._pos[int(track_id)] = pos
+        self._members.setdefault(int(cluster), []).append(pos)
+        self._member_arrays.pop(int(cluster), None)
+
+    def add_vector(
+        self,
+        track_id: int,
+        features: NDArray[np.floating] | Sequence[float],
+        title: str = "",
+        artist: str = "",
+    ) -> int:
+        """Assign a raw feature vector with the model and add it; returns its cluster."""
+        if self.model is None:
+            raise ValueError("no current model: train one with `cadenza model train`")
+        coords = self.model.transform(np.asarray(features, dtype=np.float64).reshape(1, -1))[0]
+        cluster = int(self.model.assign(np.asarray(features, dtype=np.float64).reshape(1, -1))[0])
+        self.add(track_id, cluster, coords, title, artist)
+        return cluster
+
+    # --- queries ------------------------------------------------------------------------
+
+    def position(self, track_id: int) -> int | None:
+        return self._pos.get(track_id)
+
+    def cluster_of(self, track_id: int) -> int | None:
+        pos = self._pos.get(track_id)
+        return None if pos is None else self.clusters[pos]
+
+    def coords(self, positions: NDArray[np.int64] | list[int]) -> NDArray[np.float32]:
+        return self._coords[np.asarray(positions, dtype=np.int64)]
+
+    def members(self, cluster: int) -> NDArray[np.int64]:
+        """Positions of the tracks of a cluster (ascending)."""
+        cached = self._member_arrays.get(cluster)
+        if cached is None:
+            cached = np.asarray(sorted(self._members.get(cluster, [])), dtype=np.int64)
+            self._member_arrays[cluster] = cached
+        return cached
+
+    def cluster_ids(self) -> list[int]:
+        return sorted(c for c, m in self._members.items() if m)
+
+    def nearest(self, pos: int, count: int) -> list[tuple[int, float]]:
+        """Up to ``count`` other tracks of the same cluster nearest to ``pos``: ``(pos, distance)``."""
+        members = self.members(self.clusters[pos])
+        members = members[members != pos]
+        if members.size == 0:
+            return []
+        d = np.sqrt(((self._coords[members] - self._coords[pos]) ** 2).sum(axis=1))
+        take = min(count, members.size)
+        idx = np.argpartition(d, take - 1)[:take] if take < members.size else np.arange(members.size)
+        order = sorted(idx.tolist(), key=lambda i: (float(d[i]), int(members[i])))
+        return [(int(members[i]), float(d[i])) for i in order]

@@ -1,0 +1,155 @@
+"""What the recommender does with one record, apart from Kafka and Faust (testable without IO).
+
+Sources: raw ``cadenza.plays``, ``cadenza.tracks.new`` and ``cadenza.trending`` records.
+Destinations (returned as :class:`Output` for the caller to send): a ``Recommendation``
+on ``cadenza.recommendations`` (key = user) per applied play, and ``DeadLetter``
+records on ``cadenza.dlq`` for anything that cannot be used. Listener state is read
+from and written to a mapping (the Faust table in production, a dict in tests).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from recommender_stream.catalogue import Catalogue
+from recommender_stream.errors import UnknownTrackError
+from recommender_stream.listener import Limits, ListenerState
+from recommender_stream.metrics import Metrics
+from recommender_stream.ranking import recommend
+from schemas.codec import dead_letter, decode, encode, encode_key
+from schemas.errors import SchemaError
+from schemas.events import PlayEvent, Recommendation, RecommendedTrack, TrackEvent, Trending
+
+STAGE: Final = "recommender_stream"
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str  # registry name: "recommendations" or "dlq"
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class Processor:
+    """The recommender's logic over one worker's catalogue and trending view."""
+
+    catalogue: Catalogue
+    limits: Limits
+    k: int
+    half_life_s: float
+    metrics: Metrics = field(default_factory=Metrics)
+    trending: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    trending_end: dict[int, float] = field(default_factory=dict)
+    popularity: Counter[int] = field(default_factory=Counter)
+
+    def _dead(self, record: Record, error: BaseException) -> Output:
+        self.metrics.dead_letter(type(error).__name__)
+        letter = dead_letter(
+            topic=record.topic,
+            value=record.value,
+            key=record.key,
+            partition=record.partition,
+            offset=record.offset,
+            error=error,
+            stage=STAGE,
+        )
+        return Output("dlq", record.key, encode(letter))
+
+    # --- plays -------------------------------------------------------------------------
+
+    def on_play(self, record: Record, table: MutableMapping[str, Any]) -> list[Output]:
+        started = time.perf_counter()
+        self.metrics.event_in()
+        try:
+            event = decode(PlayEvent, record.value)
+            pos = self.catalogue.position(event.track_id)
+            if pos is None:
+                raise UnknownTrackError(f"track {event.track_id} is not in the recommender's catalogue")
+        except (SchemaError, UnknownTrackError) as err:
+            return [self._dead(record, err)]
+        state = ListenerState.from_dict(table.get(event.user_id))
+        ts = event.ts.timestamp()
+        applied = state.apply(
+            str(event.event_id),
+            track_id=event.track_id,
+            kind=event.kind.value,
+            cluster=self.catalogue.clusters[pos],
+            ts=ts,
+            limits=self.limits,
+        )
+        if not applied:
+            self.metrics.duplicate()
+            return []
+        table[event.user_id] = state.to_dict()
+        if event.kind.value == "play":
+            self.popularity[event.track_id] += 1
+        items = self.rank(state, now=ts)
+        message = Recommendation(
+            user_id=event.user_id,
+            items=items,
+            model_version=self.catalogue.version,
+            cause_event_id=event.event_id,
+            cause_ts=event.ts,
+        )
+        self.metrics.recommendation_out(time.perf_counter() - started)
+        return [Output("recommendations", encode_key(event.user_id), encode(message))]
+
+    def rank(self, state: ListenerState, *, now: float) -> list[RecommendedTrack]:
+        picks = recommend(
+            state,
+            self.catalogue,
+            self.trending,
+            self.popularity,
+            k=self.k,
+            now=now,
+            half_life_s=self.half_life_s,
+        )
+        return [
+            RecommendedTrack(
+                track_id=p.track_id,
+                score=round(p.score, 6),
+                reason=p.reason[:500],
+                cluster=p.cluster,
+                title=self.catalogue.titles[self.catalogue.position(p.track_id) or 0][:1000],
+                artist=self.catalogue.artists[self.catalogue.position(p.track_id) or 0][:1000],
+            )
+            for p in picks
+        ]
+
+    # --- catalogue and trending feeds -----------------------------------------------------
+
+    def on_track(self, record: Record) -> list[Output]:
+        try:
+            event = decode(TrackEvent, record.value)
+        except SchemaError as err:
+            return [self._dead(record, err)]
+        if self.catalogue.model is None:
+            return []  # nothing to place it with yet; the catalogue reload will pick it up
+        self.catalogue.add_vector(event.track_id, event.features, event.title, event.artist)
+        self.metrics.track_added()
+        return []
+
+    def on_trending(self, record: Record) -> list[Output]:
+        try:
+            window = decode(Trending, record.value)
+        except SchemaError as err:
+            return [self._dead(record, err)]
+        end = window.window_end.timestamp()
+        if end >= self.trending_end.get(window.cluster, 0.0):  # keep the newest window per cluster
+            self.trending_end[window.cluster] = end
+            self.trending[window.cluster] = [(t.track_id, t.plays) for t in window.top_tracks]
+        return []

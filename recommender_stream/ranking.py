@@ -1,0 +1,182 @@
+"""Rank "up next" for one listener (pure): candidates, scores, reasons, diversity.
+
+Sources: the listener's state (:mod:`recommender_stream.listener`), the catalogue
+(:mod:`recommender_stream.catalogue`), what is trending per cluster (from
+``cadenza.trending``) and play counts seen by this worker. Destination: the items of a
+``Recommendation``.
+
+Candidates, each with a score and the reason shown to the listener:
+
+* nearest neighbours, in the model's space and cluster, of the last tracks played
+  ("sounds like <title>"), weighted by the listener's affinity for that cluster;
+* what is trending in the listener's strongest clusters ("trending in your mix");
+* the tracks of those clusters nearest to the listener's recent taste ("more from your mix");
+* with no history (cold start): trending everywhere ("trending now"), then the most
+  played ("popular on Cadenza").
+
+Never the last N played or recently skipped tracks. Then maximal marginal relevance
+picks K of them (``lambda_`` trades score against similarity to what is already
+picked); if fewer than K candidates exist, the rest of the catalogue fills in by
+cluster affinity, popularity and id, so the list has K tracks whenever the catalogue
+allows. Ties break on track id: the same state always gives the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender_stream.catalogue import Catalogue
+from recommender_stream.listener import ListenerState
+
+SEEDS = 3
+PER_SEED = 15
+STRONGEST = 3
+
+
+@dataclass(frozen=True)
+class Pick:
+    track_id: int
+    score: float
+    reason: str
+    cluster: int
+
+
+def _weights(state: ListenerState, now: float, half_life_s: float) -> dict[int, float]:
+    weights = state.decayed(now, half_life_s)
+    total = sum(weights.values())
+    return {c: w / total for c, w in weights.items()} if total > 0 else {}
+
+
+def candidates(
+    state: ListenerState,
+    catalogue: Catalogue,
+    trending: Mapping[int, Sequence[tuple[int, int]]],
+    popularity: Mapping[int, int],
+    *,
+    now: float,
+    half_life_s: float,
+) -> dict[int, Pick]:
+    """Scored candidates by catalogue position (the best reason wins per track)."""
+    excluded = set(state.recent) | set(state.skipped)
+    weights = _weights(state, now, half_life_s)
+    found: dict[int, Pick] = {}
+
+    def offer(pos: int, score: float, reason: str) -> None:
+        track = catalogue.ids[pos]
+        if track in excluded:
+            return
+        current = found.get(pos)
+        if current is None or score > current.score or (score == current.score and reason < current.reason):
+            found[pos] = Pick(track, score, reason, catalogue.clusters[pos])
+
+    seeds = [t for t in reversed(state.recent) if t not in state.skipped and t in catalogue][:SEEDS]
+    for rank, seed in enumerate(seeds):
+        seed_pos = catalogue.position(seed)
+        assert seed_pos is not None
+        title = catalogue.titles[seed_pos] or f"track {seed}"
+        cluster_weight = weights.get(catalogue.clusters[seed_pos], 0.0)
+        for pos, distance in catalogue.nearest(seed_pos, PER_SEED):
+            similarity = 1.0 / (1.0 + distance)
+            offer(pos, cluster_weight + similarity - 0.1 * rank, f"sounds like {title}")
+
+    strongest = sorted(weights.items(), key=lambda cw: (-cw[1], cw[0]))[:STRONGEST]
+    for cluster, weight in strongest:
+        if weight <= 0:
+            continue
+        hot = trending.get(cluster, ())
+        top = max((n for _, n in hot), default=1) or 1
+        for track, plays in hot:
+            hot_pos = catalogue.position(track)
+            if hot_pos is not None and catalogue.clusters[hot_pos] == cluster:
+                offer(hot_pos, weight + 0.5 * plays / top, "trending in your mix")
+        members = catalogue.members(cluster)
+        recent_pos = [p for p in (catalogue.position(t) for t in state.recent) if p is not None]
+        if members.size and recent_pos:
+            centre = catalogue.coords(recent_pos).mean(axis=0)
+            d = np.sqrt(((catalogue.coords(members) - centre) ** 2).sum(axis=1))
+            order = np.lexsort((members, d))[: PER_SEED * 2]
+            for i in order:
+                offer(int(members[i]), weight + 0.5 / (1.0 + float(d[i])), "more from your mix")
+
+    if not weights:  # cold start
+        totals: dict[int, int] = {}
+        for hot in trending.values():
+            for track, plays in hot:
+                totals[track] = totals.get(track, 0) + plays
+        top = max(totals.values(), default=1) or 1
+        for track, plays in totals.items():
+            where = catalogue.position(track)
+            if where is not None:
+                offer(where, 1.0 + plays / top, "trending now")
+        most = max(popularity.values(), default=1) or 1
+        for track, plays in sorted(popularity.items(), key=lambda tp: (-tp[1], tp[0]))[:100]:
+            where = catalogue.position(track)
+            if where is not None:
+                offer(where, 0.5 + 0.5 * plays / most, "popular on Cadenza")
+    return found
+
+
+def mmr(catalogue: Catalogue, found: Mapping[int, Pick], k: int, lambda_: float = 0.7) -> list[Pick]:
+    """Pick ``k`` by maximal marginal relevance (score vs. similarity to those picked)."""
+    if not found:
+        return []
+    positions = np.asarray(sorted(found, key=lambda p: (-found[p].score, found[p].track_id)), dtype=np.int64)
+    scores = np.asarray([found[int(p)].score for p in positions])
+    span = float(scores.max() - scores.min()) or 1.0
+    relevance = (scores - scores.min()) / span
+    coords = catalogue.coords(positions)
+    max_sim = np.zeros(positions.size)
+    chosen: list[int] = []
+    available = np.ones(positions.size, dtype=bool)
+    for _ in range(min(k, positions.size)):
+        value = np.where(available, lambda_ * relevance - (1 - lambda_) * max_sim, -np.inf)
+        best = int(np.argmax(value))  # first maximum: positions are ordered by score, then id
+        chosen.append(best)
+        available[best] = False
+        sim = 1.0 / (1.0 + np.sqrt(((coords - coords[best]) ** 2).sum(axis=1)))
+        max_sim = np.maximum(max_sim, sim)
+    return [found[int(positions[i])] for i in chosen]
+
+
+def fill(
+    state: ListenerState,
+    catalogue: Catalogue,
+    picked: list[Pick],
+    popularity: Mapping[int, int],
+    k: int,
+    *,
+    now: float,
+    half_life_s: float,
+) -> list[Pick]:
+    """Top up to ``k`` from the rest of the catalogue (affinity, popularity, id)."""
+    if len(picked) >= k:
+        return picked
+    excluded = set(state.recent) | set(state.skipped) | {p.track_id for p in picked}
+    weights = _weights(state, now, half_life_s)
+    rest = [
+        (-weights.get(c, 0.0), -popularity.get(t, 0), t, c)
+        for t, c in zip(catalogue.ids, catalogue.clusters, strict=True)
+        if t not in excluded
+    ]
+    for neg_w, _, track, cluster in sorted(rest)[: k - len(picked)]:
+        reason = "more from your mix" if neg_w < 0 else "something new"
+        picked.append(Pick(track, -neg_w, reason, cluster))
+    return picked
+
+
+def recommend(
+    state: ListenerState,
+    catalogue: Catalogue,
+    trending: Mapping[int, Sequence[tuple[int, int]]],
+    popularity: Mapping[int, int],
+    *,
+    k: int,
+    now: float,
+    half_life_s: float,
+) -> list[Pick]:
+    """The "up next" list: exactly ``k`` tracks when the catalogue has that many to offer."""
+    found = candidates(state, catalogue, trending, popularity, now=now, half_life_s=half_life_s)
+    return fill(state, catalogue, mmr(catalogue, found, k), popularity, k, now=now, half_life_s=half_life_s)

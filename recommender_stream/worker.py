@@ -1,0 +1,30 @@
+"""Run one Faust recommender worker in this process (``python -m recommender_stream.worker``).
+
+Source: settings from the environment; ``--web-port`` overrides ``CADENZA_FAUST_PORT``
+(each worker on a machine needs its own). Runs until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import faust
+
+from infra.logs import setup_logging
+from infra.settings import get_settings
+from recommender_stream.app import create_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="recommender_stream.worker")
+    parser.add_argument("--web-port", type=int, default=None)
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    app, _ = create_app(settings, web_port=args.web_port)
+    worker = faust.Worker(app, loglevel=settings.log_level)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Properties of the ranking and the listener state (pure, hypothesis)."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recommender_stream.catalogue import Catalogue
+from recommender_stream.listener import DELTAS, Limits, ListenerState
+from recommender_stream.ranking import recommend
+
+KINDS = ("play", "skip", "complete", "like")
+LIMITS = Limits(last_n=5, half_life_s=600.0, seen_events=50)
+
+
+def make_catalogue(n: int, k: int, seed: int) -> Catalogue:
+    rng = np.random.default_rng(seed)
+    cat = Catalogue(model=None, dims=3)
+    centres = rng.normal(0, 5, (k, 3))
+    for i in range(n):
+        c = i % k
+        cat.add(100 + i, c, centres[c] + rng.normal(0, 1, 3), f"title {i}", "artist")
+    return cat
+
+
+events_strategy = st.lists(
+    st.tuples(st.integers(0, 39), st.sampled_from(KINDS), st.floats(0, 7200)), min_size=0, max_size=40
+)
+
+
+def build_state(cat: Catalogue, events: list[tuple[int, str, float]]) -> ListenerState:
+    state = ListenerState()
+    for i, kind, ts in sorted(events, key=lambda e: e[2]):
+        track = cat.ids[i % len(cat)]
+        state.apply(
+            uuid.uuid4().hex,
+            track_id=track,
+            kind=kind,
+            cluster=cat.clusters[i % len(cat)],
+            ts=ts,
+            limits=LIMITS,
+        )
+    return state
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    events=events_strategy,
+    n=st.integers(12, 40),
+    k=st.integers(1, 5),
+    seed=st.integers(0, 5),
+    want=st.integers(1, 10),
+)
+def test_never_recent_or_skipped_exactly_k_and_deterministic(
+    events: list[tuple[int, str, float]], n: int, k: int, seed: int, want: int
+) -> None:
+    cat = make_catalogue(n, k, seed)
+    state = build_state(cat, events)
+    trending = {0: [(cat.ids[0], 5), (cat.ids[1], 3)]}
+    popularity = {cat.ids[2]: 4}
+    picks = recommend(state, cat, trending, popularity, k=want, now=7200.0, half_life_s=600.0)
+    ids = [p.track_id for p in picks]
+    assert not set(ids) & set(state.recent)
+    assert not set(ids) & set(state.skipped)
+    available = len(set(cat.ids) - set(state.recent) - set(state.skipped))
+    assert len(ids) == min(want, available) and len(set(ids)) == len(ids)
+    assert all(p.reason for p in picks)
+    again = recommend(state, cat, trending, popularity, k=want, now=7200.0, half_life_s=600.0)
+    assert [(p.track_id, p.score, p.reason) for p in again] == [
+        (p.track_id, p.score, p.reason) for p in picks
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(events=events_strategy, cluster=st.integers(0, 3), ts=st.floats(0, 9000))
+def test_a_skip_never_raises_its_clusters_weight(
+    events: list[tuple[int, str, float]], cluster: int, ts: float
+) -> None:
+    cat = make_catalogue(40, 4, 0)
+    state = build_state(cat, events)
+    before = state.decayed(ts, LIMITS.half_life_s).get(cluster, 0.0)
+    state.apply("skip-event", track_id=cat.ids[cluster], kind="skip", cluster=cluster, ts=ts, limits=LIMITS)
+    assert state.affinity.get(cluster, 0.0) <= before + 1e-12
+    assert DELTAS["skip"] < 0 < DELTAS["like"]
+
+
+def test_a_like_raises_and_redelivery_changes_nothing() -> None:
+    state = ListenerState()
+    assert state.apply("e1", track_id=1, kind="play", cluster=2, ts=0.0, limits=LIMITS)
+    snapshot = state.to_dict()
+    assert not state.apply("e1", track_id=1, kind="play", cluster=2, ts=0.0, limits=LIMITS)
+    assert state.to_dict() == snapshot
+    state.apply("e2", track_id=1, kind="like", cluster=2, ts=0.0, limits=LIMITS)
+    assert state.affinity[2] == 3.0 and state.liked == [1]
+    assert ListenerState.from_dict(state.to_dict()) == state
+
+
+def test_affinity_halves_after_one_half_life() -> None:
+    state = ListenerState()
+    state.apply("e1", track_id=1, kind="play", cluster=0, ts=0.0, limits=LIMITS)
+    assert state.decayed(600.0, 600.0)[0] == 0.5
+
+
+def test_recommendations_follow_the_strongest_cluster() -> None:
+    cat = make_catalogue(40, 4, 1)
+    events = [(i, "play", float(i)) for i in range(0, 40, 4)][:5]  # cluster 0 tracks
+    state = build_state(cat, events)
+    picks = recommend(state, cat, {}, {}, k=6, now=10.0, half_life_s=600.0)
+    assert sum(p.cluster == 0 for p in picks) >= 5
+    assert any(p.reason.startswith("sounds like title") for p in picks)
+
+
+def test_cold_start_uses_trending_then_popular() -> None:
+    cat = make_catalogue(20, 2, 0)
+    picks = recommend(
+        ListenerState(), cat, {1: [(cat.ids[3], 9)]}, {cat.ids[5]: 7}, k=3, now=0.0, half_life_s=600.0
+    )
+    assert [(p.track_id, p.reason) for p in picks[:2]] == [
+        (cat.ids[3], "trending now"),
+        (cat.ids[5], "popular on Cadenza"),
+    ]
+    assert len(picks) == 3
