@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         1000, ge=10, description="Recent event ids kept per listener for deduplication."
     )
     faust_port: int = Field(6066, description="Faust worker web port (metrics).")
+    faust_store: Literal["memory", "rocksdb"] = Field(
+        "memory",
+        description="Where a recommender worker keeps its table: memory, rebuilt from the changelog "
+        "topic at start; or RocksDB on local disk (needs `pip install rocksdict`; it stalled after a "
+        "kill -9 restart in our tests, see README).",
+    )
 
     # --- gateway ----------------------------------------------------------------------
     gateway_host: str = Field("127.0.0.1", description="Gateway bind address.")

@@ -43,11 +43,14 @@ def changelog_topic(settings: Settings) -> str:
     return f"{app_id(settings)}-{TABLE}-changelog"
 
 
-def table_store() -> str:
-    """RocksDB (through rocksdict) when it is installed, else memory + changelog recovery."""
+def table_store(settings: Settings) -> str:
+    """RocksDB (through rocksdict) when chosen and installed, else memory + changelog recovery."""
+    if settings.faust_store == "memory":
+        return "memory://"
     try:
         import rocksdict  # noqa: F401
     except ImportError:
+        log.warning("rocksdict is not installed: the listener table lives in memory")
         return "memory://"
     return "rocksdb://"
 
@@ -68,8 +71,8 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
     app = faust.App(
         app_id(settings),
         broker=[f"kafka://{h}" for h in settings.bootstrap_servers.split(",")],
-        store=table_store(),
-        table_store_options={"use_rocksdict": True} if table_store() == "rocksdb://" else None,
+        store=table_store(settings),
+        table_store_options={"use_rocksdict": True} if table_store(settings) == "rocksdb://" else None,
         datadir=str(datadir),
         web_port=web_port or settings.faust_port,
         web_bind="127.0.0.1",
@@ -82,6 +85,9 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
         broker_commit_every=500,
         broker_commit_interval=1.0,
         table_cleanup_interval=60.0,
+        # A worker that dies is noticed after this long, and its partitions move on.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         key_serializer="json",
         value_serializer="json",
     )

@@ -1,0 +1,132 @@
+"""Shared pieces of the recommender tests: a worker process, topic readers, a trained model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pymongo.database import Database
+from pyspark.sql import SparkSession
+
+from infra.kafka_clients import consumer, producer
+from infra.settings import Settings
+from infra.stack.process import free_port
+from schemas.codec import encode, encode_key
+from schemas.events import PlayEvent, PlayKind
+from streaming_jobs import registry
+from streaming_jobs.dataset import to_spark
+from streaming_jobs.train import predict
+from streaming_jobs.training import TrainingOptions, run_training
+from tests.streaming_jobs._catalogue import make_catalogue
+
+Db = Database[dict[str, Any]]
+PER_GENRE = 30
+
+
+def env_for(settings: Settings, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENZA_")}
+    env.update(
+        CADENZA_KAFKA_BOOTSTRAP=settings.bootstrap_servers,
+        CADENZA_MONGODB_URI=settings.mongo_uri,
+        CADENZA_MONGODB_DB=settings.mongodb_db,
+        CADENZA_TOPIC_PREFIX=settings.topic_prefix,
+        CADENZA_DATA_DIR=str(settings.data_dir),
+        CADENZA_FAUST_PORT=str(port),
+        CADENZA_LOG_LEVEL="INFO",
+    )
+    return env
+
+
+class Worker:
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.settings, self.log, self.port = settings, log, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "recommender_stream.worker", "--web-port", str(self.port)],
+            env=env_for(self.settings, self.port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            self.proc.wait(timeout=60)
+
+
+def send(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    p = producer(settings)
+    try:
+        for key, value in records:
+            p.send(topic, key=key, value=value)
+        p.flush(timeout=30)
+    finally:
+        p.close(timeout=10)
+
+
+class Reader:
+    """Collects every record of a topic from the beginning."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.c = consumer(
+            settings, topic, group_id=f"test-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest"
+        )
+        self.values: list[bytes] = []
+
+    def until(self, check: Any, timeout: float = 90.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in self.c.poll(timeout_ms=300).values():
+                self.values.extend(r.value for r in records)
+            if check(self.values):
+                return self.values
+        raise AssertionError(f"timed out; got {len(self.values)} records")
+
+
+@pytest.fixture
+def trained(spark: SparkSession, topics: Settings, db: Db) -> dict[str, Any]:
+    catalogue = make_catalogue(n_genres=4, per_genre=PER_GENRE, separation=3.0, unlabelled=0)
+    valid = catalogue.docs[: 4 * PER_GENRE]
+    stored = [d for i, d in enumerate(valid) if i % PER_GENRE < PER_GENRE - 2]
+    fresh = [d for i, d in enumerate(valid) if i % PER_GENRE >= PER_GENRE - 2]
+    db.tracks.insert_many(stored)
+    doc = run_training(spark, db, topics, TrainingOptions(ks=(4,), projection_sample=50)).doc
+    pipeline = registry.load_pipeline(doc)
+    ids = np.asarray([d["_id"] for d in valid], dtype=np.int64)
+    matrix = np.asarray([d["features"] for d in valid])
+    got, clusters, _ = predict(pipeline, to_spark(spark, ids, matrix, np.zeros(ids.size, dtype=bool)))
+    return {
+        "stored": stored,
+        "fresh": fresh,
+        "spark_cluster": dict(zip(got.tolist(), clusters.tolist(), strict=True)),
+    }
+
+
+@pytest.fixture
+def worker(topics: Settings, tmp_path: Path) -> Iterator[Worker]:
+    w = Worker(topics, tmp_path / "worker.log")
+    yield w
+    w.stop()
+
+
+def play(user: str, track: int, kind: str = "play") -> tuple[bytes, bytes]:
+    return encode_key(user), encode(PlayEvent(user_id=user, track_id=track, kind=PlayKind(kind)))
