@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     reco_last_n: int = Field(20, ge=1, description="Recent tracks kept (and never recommended).")
     reco_half_life_s: float = Field(1800.0, gt=0, description="Half-life of a listener's cluster affinity.")
     reco_seen_events: int = Field(
-        1000, ge=10, description="Recent event ids kept per listener for deduplication."
+        200, ge=10, description="Recent event ids kept per listener for deduplication."
     )
     faust_port: int = Field(6066, description="Faust worker web port (metrics).")
     faust_store: Literal["memory", "rocksdb"] = Field(

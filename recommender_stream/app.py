@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -63,6 +64,8 @@ class Runtime:
     processor: Processor
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     extra: dict[int, tuple[list[float], str, str]] = field(default_factory=dict)
+    #: Sends outputs to their topics; replaceable in component tests.
+    send: Callable[[list[Output]], Awaitable[None]] | None = None
 
 
 def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faust.App, Runtime]:
@@ -113,18 +116,21 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
         for item in items:
             await outputs[item.topic].send(key=item.key, value=item.value)
 
+    runtime.send = send
+
     @app.agent(plays, name="plays")
     async def on_plays(stream: Any) -> None:
         async for event in stream.events():
             await runtime.ready.wait()
             m = event.message
-            await send(
-                runtime.processor.on_play(Record(m.topic, m.partition, m.offset, m.key, m.value), listeners)
-            )
+            record = Record(m.topic, m.partition, m.offset, m.key, m.value)
+            assert runtime.send is not None
+            await runtime.send(runtime.processor.on_play(record, listeners))
 
     @app.task
     async def feeds() -> None:
-        await follow_feeds(runtime, send)
+        assert runtime.send is not None
+        await follow_feeds(runtime, runtime.send)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

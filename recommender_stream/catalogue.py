@@ -19,6 +19,9 @@ from numpy.typing import NDArray
 
 from schemas.cluster_model import ClusterModel
 
+#: Nearest-neighbour lists kept (one per track asked about); cleared when full.
+NEAREST_CACHE = 200_000
+
 
 @dataclass
 class Catalogue:
@@ -34,6 +37,8 @@ class Catalogue:
     _pos: dict[int, int] = field(default_factory=dict)
     _members: dict[int, list[int]] = field(default_factory=dict)
     _member_arrays: dict[int, NDArray[np.int64]] = field(default_factory=dict)
+    _member_blocks: dict[int, tuple[NDArray[np.float32], NDArray[np.float32]]] = field(default_factory=dict)
+    _nearest: dict[tuple[int, int], list[tuple[int, float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self._coords.shape[1] != self.dims:
@@ -64,10 +69,13 @@ class Catalogue:
             if old != cluster:
                 self._members[old].remove(pos)
                 self._member_arrays.pop(old, None)
+                self._member_blocks.pop(old, None)
                 self._members.setdefault(cluster, []).append(pos)
             self.clusters[pos], self.titles[pos], self.artists[pos] = cluster, title, artist
             self._coords[pos] = vector
             self._member_arrays.pop(cluster, None)
+            self._member_blocks.pop(cluster, None)
+            self._nearest.clear()
             return
         pos = len(self.ids)
         if pos >= self._coords.shape[0]:
@@ -82,6 +90,8 @@ class Catalogue:
         self._pos[int(track_id)] = pos
         self._members.setdefault(int(cluster), []).append(pos)
         self._member_arrays.pop(int(cluster), None)
+        self._member_blocks.pop(int(cluster), None)
+        self._nearest.clear()
 
     def add_vector(
         self,
@@ -121,14 +131,40 @@ class Catalogue:
     def cluster_ids(self) -> list[int]:
         return sorted(c for c, m in self._members.items() if m)
 
-    def nearest(self, pos: int, count: int) -> list[tuple[int, float]]:
-        """Up to ``count`` other tracks of the same cluster nearest to ``pos``: ``(pos, distance)``."""
-        members = self.members(self.clusters[pos])
-        members = members[members != pos]
-        if members.size == 0:
+    def _block(self, cluster: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """The cluster's coordinates as one contiguous matrix, and their squared norms."""
+        cached = self._member_blocks.get(cluster)
+        if cached is None:
+            matrix = np.ascontiguousarray(self._coords[self.members(cluster)])
+            cached = (matrix, (matrix * matrix).sum(axis=1))
+            self._member_blocks[cluster] = cached
+        return cached
+
+    def closest_in(self, cluster: int, point: NDArray[np.floating], count: int) -> list[tuple[int, float]]:
+        """Up to ``count`` tracks of ``cluster`` nearest to ``point``: ``(pos, distance)``, nearest
+        first (lower position on a tie)."""
+        members = self.members(cluster)
+        if members.size == 0 or count <= 0:
             return []
-        d = np.sqrt(((self._coords[members] - self._coords[pos]) ** 2).sum(axis=1))
+        matrix, norms = self._block(cluster)
+        x = np.asarray(point, dtype=np.float32)
+        d2 = np.maximum(norms - 2.0 * (matrix @ x) + float(x @ x), 0.0)
         take = min(count, members.size)
-        idx = np.argpartition(d, take - 1)[:take] if take < members.size else np.arange(members.size)
-        order = sorted(idx.tolist(), key=lambda i: (float(d[i]), int(members[i])))
-        return [(int(members[i]), float(d[i])) for i in order]
+        idx = np.argpartition(d2, take - 1)[:take] if take < members.size else np.arange(members.size)
+        order = sorted(idx.tolist(), key=lambda i: (float(d2[i]), int(members[i])))
+        return [(int(members[i]), float(np.sqrt(d2[i]))) for i in order]
+
+    def nearest(self, pos: int, count: int) -> list[tuple[int, float]]:
+        """Up to ``count`` other tracks of the same cluster nearest to ``pos``: ``(pos, distance)``.
+
+        Cached per track (popular tracks are asked for again and again) until the
+        catalogue changes."""
+        key = (pos, count)
+        found = self._nearest.get(key)
+        if found is None:
+            near = self.closest_in(self.clusters[pos], self._coords[pos], count + 1)
+            found = [(p, d) for p, d in near if p != pos][:count]
+            if len(self._nearest) >= NEAREST_CACHE:
+                self._nearest.clear()
+            self._nearest[key] = found
+        return found

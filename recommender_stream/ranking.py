@@ -32,8 +32,8 @@ from recommender_stream.catalogue import Catalogue
 from recommender_stream.listener import ListenerState
 
 SEEDS = 3
-PER_SEED = 15
-STRONGEST = 3
+PER_SEED = 10
+STRONGEST = 2
 
 
 @dataclass(frozen=True)
@@ -92,14 +92,11 @@ def candidates(
             hot_pos = catalogue.position(track)
             if hot_pos is not None and catalogue.clusters[hot_pos] == cluster:
                 offer(hot_pos, weight + 0.5 * plays / top, "trending in your mix")
-        members = catalogue.members(cluster)
         recent_pos = [p for p in (catalogue.position(t) for t in state.recent) if p is not None]
-        if members.size and recent_pos:
+        if recent_pos:
             centre = catalogue.coords(recent_pos).mean(axis=0)
-            d = np.sqrt(((catalogue.coords(members) - centre) ** 2).sum(axis=1))
-            order = np.lexsort((members, d))[: PER_SEED * 2]
-            for i in order:
-                offer(int(members[i]), weight + 0.5 / (1.0 + float(d[i])), "more from your mix")
+            for pos, distance in catalogue.closest_in(cluster, centre, PER_SEED):
+                offer(pos, weight + 0.5 / (1.0 + distance), "more from your mix")
 
     if not weights:  # cold start
         totals: dict[int, int] = {}

@@ -1,0 +1,291 @@
+"""Benchmark of the recommender (issue 7 targets).
+
+1. **ranking, in process** (no Kafka): the worker's per-play logic
+   (:class:`recommender_stream.processor.Processor`: decode, state update, candidates,
+   MMR, encode) over a 106,574-track catalogue in 16 clusters (synthetic coordinates
+   in a 40-dimensional model space), for ``--plays`` plays of ``--users`` listeners.
+   Baseline measured in the same run: the naive request-time path, which reads the
+   listener's cluster's tracks from MongoDB and scans them per play
+   (``--naive-plays`` plays).
+2. **one worker on the broker**: ``python -m recommender_stream.worker`` against a
+   local stack with a model trained on a small synthetic catalogue; ``--rate`` plays/s
+   for ``--duration`` s; latency = arrival of the Recommendation on the topic -
+   publish time; then a backlog of ``--backlog`` plays for the sustained rate.
+
+Bounded, loopback only; starts its own stack. Prints a table and writes
+``bench/results/recommender.json``.
+Run: ``.venv/bin/python bench/recommender.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from infra.kafka_clients import consumer, ensure_topics, producer
+from infra.mongo import database, init_db
+from infra.settings import Settings
+from infra.spark import spark_session
+from infra.stack.manager import LocalStack
+from infra.stack.process import free_port
+from recommender_stream.catalogue import Catalogue
+from recommender_stream.listener import Limits
+from recommender_stream.processor import Processor, Record
+from schemas.codec import decode, encode, encode_key
+from schemas.events import PlayEvent, PlayKind, Recommendation
+from schemas.topics import PLAYS, RECOMMENDATIONS
+from streaming_jobs.training import TrainingOptions, run_training
+
+RESULTS = Path(__file__).resolve().parent / "results" / "recommender.json"
+CATALOGUE, CLUSTERS, DIMS = 106_574, 16, 40
+KINDS = (PlayKind.PLAY, PlayKind.PLAY, PlayKind.COMPLETE, PlayKind.SKIP, PlayKind.LIKE)
+
+
+def big_catalogue(seed: int = 1) -> Catalogue:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 6, (CLUSTERS, DIMS))
+    labels = rng.integers(0, CLUSTERS, CATALOGUE)
+    coords = centres[labels] + rng.normal(0, 1, (CATALOGUE, DIMS))
+    cat = Catalogue(model=None, dims=DIMS)
+    for i in range(CATALOGUE):
+        cat.add(i + 1, int(labels[i]), coords[i], f"track {i + 1}", "bench")
+    return cat
+
+
+def plays(n: int, users: int, tracks: list[int], seed: int = 2) -> list[tuple[bytes, bytes]]:
+    rng = np.random.default_rng(seed)
+    picks = rng.zipf(1.3, n) % len(tracks)
+    out = []
+    for i in range(n):
+        user = f"user{rng.integers(0, users)}"
+        event = PlayEvent(user_id=user, track_id=tracks[int(picks[i])], kind=KINDS[i % len(KINDS)])
+        out.append((encode_key(user), encode(event)))
+    return out
+
+
+def bench_in_process(n: int, users: int, naive_n: int, settings: Settings) -> dict[str, Any]:
+    started = time.perf_counter()
+    cat = big_catalogue()
+    build_s = time.perf_counter() - started
+    processor = Processor(catalogue=cat, limits=Limits(), k=10, half_life_s=1800.0)
+    records = plays(n, users, cat.ids)
+    table: dict[str, Any] = {}
+    started = time.perf_counter()
+    for i, (key, value) in enumerate(records):
+        processor.on_play(Record("plays", 0, i, key, value), table)
+    elapsed = time.perf_counter() - started
+
+    # Naive baseline: per play, read the cluster's tracks (coords stored per track) from
+    # MongoDB and scan them for the nearest to the played track.
+    db = database(settings)
+    init_db(db)
+    docs = [
+        {"_id": int(t), "cluster": c, "coords": cat.coords([p]).tolist()[0]}
+        for p, (t, c) in enumerate(zip(cat.ids, cat.clusters, strict=True))
+        if c < 2  # two clusters are enough to time it
+    ]
+    for start in range(0, len(docs), 5000):
+        db.tracks_naive.insert_many(docs[start : start + 5000])
+    sample = [t for t, c in zip(cat.ids, cat.clusters, strict=True) if c < 2][:naive_n]
+    started = time.perf_counter()
+    for track in sample:
+        seed = db.tracks_naive.find_one({"_id": int(track)})
+        assert seed is not None
+        rows = list(db.tracks_naive.find({"cluster": seed["cluster"]}, {"coords": 1}))
+        matrix = np.asarray([r["coords"] for r in rows])
+        d = ((matrix - np.asarray(seed["coords"])) ** 2).sum(axis=1)
+        np.argsort(d)[:10]
+    naive_s = (time.perf_counter() - started) / len(sample)
+    per_play = elapsed / n
+    return {
+        "catalogue": CATALOGUE,
+        "clusters": CLUSTERS,
+        "dims": DIMS,
+        "build_s": build_s,
+        "plays": n,
+        "users": users,
+        "plays_per_s": n / elapsed,
+        "per_play_ms": per_play * 1e3,
+        "naive_plays": len(sample),
+        "naive_per_play_ms": naive_s * 1e3,
+        "naive_over_ours": naive_s / per_play,
+        "target_plays_per_s": 2000,
+        "target_met": n / elapsed >= 2000,
+    }
+
+
+def bench_worker(settings: Settings, rate: float, duration: float, backlog: int) -> dict[str, Any]:
+    db = database(settings)
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 3, (8, 518))
+    labels = rng.integers(0, 8, 2000)
+    x = centres[labels] + rng.standard_normal((2000, 518))
+    db.tracks.insert_many(
+        [{"_id": i + 1, "title": f"t{i + 1}", "features": x[i].tolist()} for i in range(2000)]
+    )
+    spark = spark_session(settings, "bench-recommender")
+    run_training(spark, db, settings, TrainingOptions(ks=(8,), projection_sample=100, promote=True))
+    spark.stop()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENZA_")}
+    env.update(
+        CADENZA_KAFKA_BOOTSTRAP=settings.bootstrap_servers,
+        CADENZA_MONGODB_URI=settings.mongo_uri,
+        CADENZA_MONGODB_DB=settings.mongodb_db,
+        CADENZA_TOPIC_PREFIX=settings.topic_prefix,
+        CADENZA_DATA_DIR=str(settings.data_dir),
+        CADENZA_LOG_LEVEL="WARNING",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "recommender_stream.worker", "--web-port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    arrived: dict[str, float] = {}
+    count = [0]
+    stop = threading.Event()
+
+    def listen() -> None:
+        c = consumer(settings, settings.topic(RECOMMENDATIONS), group_id=f"b-{uuid.uuid4().hex[:6]}")
+        try:
+            while not stop.is_set():
+                for records in c.poll(timeout_ms=100).values():
+                    now = time.time()
+                    for r in records:
+                        count[0] += 1
+                        cause = decode(Recommendation, r.value).cause_event_id
+                        arrived.setdefault(str(cause), now)
+        finally:
+            c.close()
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    p = producer(settings)
+    topic = settings.topic(PLAYS)
+    try:
+        warm = plays(50, 10, list(range(1, 2001)), seed=9)
+        for key, value in warm:
+            p.send(topic, key=key, value=value)
+        p.flush()
+        deadline = time.monotonic() + 120
+        while count[0] < 50 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        sent: dict[str, float] = {}
+        records = plays(int(rate * duration), 1000, list(range(1, 2001)), seed=4)
+        started = time.monotonic()
+        for i, (key, value) in enumerate(records):
+            target = started + i / rate
+            delay = target - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            event_id = json.loads(value)["event_id"]
+            p.send(topic, key=key, value=value)
+            sent[event_id] = time.time()
+        p.flush()
+        deadline = time.monotonic() + 60
+        while len(set(sent) & set(arrived)) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        lat = np.asarray([arrived[e] - sent[e] for e in sent if e in arrived]) * 1e3
+        # Sustained: a backlog published at once, time until every list is out.
+        before = count[0]
+        backlog_records = plays(backlog, 5000, list(range(1, 2001)), seed=5)
+        started = time.monotonic()
+        for key, value in backlog_records:
+            p.send(topic, key=key, value=value)
+        p.flush()
+        deadline = time.monotonic() + 300
+        while count[0] - before < backlog and time.monotonic() < deadline:
+            time.sleep(0.1)
+        backlog_s = time.monotonic() - started
+    finally:
+        stop.set()
+        p.close()
+        worker.terminate()
+        worker.wait(timeout=60)
+    return {
+        "catalogue": 2000,
+        "rate": rate,
+        "duration_s": duration,
+        "sent": len(sent),
+        "received": int(lat.size),
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "max_ms": float(lat.max()),
+        "target_p99_ms": 50,
+        "target_met": bool(np.percentile(lat, 99) < 50),
+        "backlog": backlog,
+        "backlog_s": backlog_s,
+        "backlog_plays_per_s": (count[0] - before) / backlog_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--plays", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--naive-plays", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--backlog", type=int, default=20_000)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cadenza-bench-") as tmp:
+        settings = Settings(
+            data_dir=Path(tmp),
+            kafka_port=free_port(),
+            kafka_controller_port=free_port(),
+            ferretdb_port=free_port(),
+            spark_master="local[2]",
+            topic_prefix="br.",
+            mongodb_db="bench_reco",
+        )
+        stack = LocalStack(settings)
+        stack.up()
+        try:
+            ensure_topics(settings)
+            results = {"cpus": os.cpu_count()}
+            results["in_process"] = bench_in_process(args.plays, args.users, args.naive_plays, settings)
+            results["worker"] = bench_worker(settings, args.rate, args.duration, args.backlog)
+        finally:
+            stack.down()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print_table(results)
+
+
+def print_table(r: dict[str, Any]) -> None:
+    t = Table(title="Recommender")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("target", justify="right")
+    a, w = r["in_process"], r["worker"]
+    t.add_row(
+        f"ranking in process, {a['catalogue']:,} tracks", f"{a['plays_per_s']:,.0f} plays/s", ">= 2,000"
+    )
+    t.add_row("  per play", f"{a['per_play_ms']:.3f} ms", "")
+    t.add_row(
+        "  naive MongoDB scan per play", f"{a['naive_per_play_ms']:.1f} ms ({a['naive_over_ours']:,.0f}x)", ""
+    )
+    t.add_row(f"worker on Kafka, {w['rate']:.0f} plays/s: p50", f"{w['p50_ms']:.1f} ms", "")
+    t.add_row("  p99", f"{w['p99_ms']:.1f} ms", "< 50 ms")
+    t.add_row("  received / sent", f"{w['received']} / {w['sent']}", "all")
+    t.add_row(f"worker backlog of {w['backlog']:,}", f"{w['backlog_plays_per_s']:,.0f} plays/s", "")
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    main()

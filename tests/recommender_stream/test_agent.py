@@ -1,0 +1,55 @@
+"""The ``plays`` agent in Faust's test context (in process, no broker): state, outputs, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+
+from infra.settings import Settings
+from recommender_stream.app import create_app
+from recommender_stream.catalogue import Catalogue
+from recommender_stream.processor import Output
+from schemas.codec import decode, encode, encode_key
+from schemas.events import DeadLetter, PlayEvent, PlayKind, Recommendation
+
+
+def test_agent_updates_the_table_and_emits_lists_and_dead_letters(tmp_path: Path) -> None:
+    app, runtime = create_app(Settings(data_dir=tmp_path, faust_store="memory", reco_k=4), web_port=1)
+    catalogue = Catalogue(model=None, dims=2)
+    for i in range(12):
+        catalogue.add(i + 1, i % 2, np.array([5.0 * (i % 2), 0.1 * i]), f"t{i + 1}")
+    runtime.processor.catalogue = catalogue
+    runtime.ready.set()
+    sent: list[Output] = []
+
+    async def collect(items: list[Output]) -> None:
+        sent.extend(items)
+
+    runtime.send = collect
+    agent = app.agents["plays"]
+    first = PlayEvent(user_id="alice", track_id=3, kind=PlayKind.PLAY)
+
+    async def run() -> None:
+        async with agent.test_context() as ctx:
+            await ctx.put(key=encode_key("alice"), value=encode(first))
+            await ctx.put(key=encode_key("alice"), value=encode(first))  # redelivered
+            await ctx.put(
+                key=encode_key("alice"), value=encode(PlayEvent(user_id="alice", track_id=5, kind="like"))
+            )
+            await ctx.put(key=encode_key("bob"), value=b"{broken")
+            await ctx.put(
+                key=encode_key("bob"), value=encode(PlayEvent(user_id="bob", track_id=99, kind="play"))
+            )
+
+    asyncio.run(run())
+    lists = [decode(Recommendation, o.value) for o in sent if o.topic == "recommendations"]
+    letters = [decode(DeadLetter, o.value) for o in sent if o.topic == "dlq"]
+    assert [r.user_id for r in lists] == ["alice", "alice"]  # the duplicate produced nothing
+    assert lists[0].cause_event_id == first.event_id
+    assert all(len(r.items) == 4 for r in lists)
+    assert {i.cluster for i in lists[1].items} == {0}  # both plays were cluster 0 (odd ids)
+    assert not {3, 5} & {i.track_id for i in lists[1].items}
+    assert [d.error_class for d in letters] == ["SchemaError", "UnknownTrackError"]
+    assert runtime.processor.metrics.duplicates == 1
