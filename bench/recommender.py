@@ -37,7 +37,7 @@ from rich.table import Table
 
 from infra.kafka_clients import consumer, ensure_topics, producer
 from infra.mongo import database, init_db
-from infra.settings import Settings
+from infra.settings import Settings, child_env
 from infra.spark import spark_session
 from infra.stack.manager import LocalStack
 from infra.stack.process import free_port
@@ -140,15 +140,7 @@ def bench_worker(settings: Settings, rate: float, duration: float, backlog: int)
     run_training(spark, db, settings, TrainingOptions(ks=(8,), projection_sample=100, promote=True))
     spark.stop()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENZA_")}
-    env.update(
-        CADENZA_KAFKA_BOOTSTRAP=settings.bootstrap_servers,
-        CADENZA_MONGODB_URI=settings.mongo_uri,
-        CADENZA_MONGODB_DB=settings.mongodb_db,
-        CADENZA_TOPIC_PREFIX=settings.topic_prefix,
-        CADENZA_DATA_DIR=str(settings.data_dir),
-        CADENZA_LOG_LEVEL="WARNING",
-    )
+    env = child_env(settings, log_level="WARNING")
     worker = subprocess.Popen(
         [sys.executable, "-m", "recommender_stream.worker", "--web-port", str(port)],
         env=env,

@@ -219,6 +219,26 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{name}"
 
 
+def child_env(settings: Settings, **extra: object) -> dict[str, str]:
+    """Environment for a child Cadenza process that talks to the same stack as ``settings``:
+    this process's environment without its ``CADENZA_*`` variables, then the stack's
+    addresses, topic prefix, database and data dir, then ``extra`` (``faust_port=6067``
+    becomes ``CADENZA_FAUST_PORT=6067``)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENZA_")}
+    values: dict[str, object] = {
+        "kafka_bootstrap": settings.bootstrap_servers,
+        "mongodb_uri": settings.mongo_uri,
+        "mongodb_db": settings.mongodb_db,
+        "topic_prefix": settings.topic_prefix,
+        "data_dir": settings.data_dir,
+        **extra,
+    }
+    env.update({f"CADENZA_{name.upper()}": str(value) for name, value in values.items()})
+    return env
+
+
 def get_settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit overrides (tests, CLI flags).
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pymongo.database import Database
 from pyspark.sql import SparkSession
 
 from infra.kafka_clients import consumer, producer
-from infra.settings import Settings
+from infra.settings import Settings, child_env
 from infra.stack.process import free_port
 from schemas.codec import encode, encode_key
 from schemas.events import PlayEvent, PlayKind
@@ -33,17 +32,7 @@ PER_GENRE = 30
 
 
 def env_for(settings: Settings, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENZA_")}
-    env.update(
-        CADENZA_KAFKA_BOOTSTRAP=settings.bootstrap_servers,
-        CADENZA_MONGODB_URI=settings.mongo_uri,
-        CADENZA_MONGODB_DB=settings.mongodb_db,
-        CADENZA_TOPIC_PREFIX=settings.topic_prefix,
-        CADENZA_DATA_DIR=str(settings.data_dir),
-        CADENZA_FAUST_PORT=str(port),
-        CADENZA_LOG_LEVEL="INFO",
-    )
-    return env
+    return child_env(settings, faust_port=port, log_level="INFO")
 
 
 class Worker:

@@ -8,7 +8,6 @@ stack: it processes plays, logs structured progress, reports itself in
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 
-from infra.settings import Settings
+from infra.settings import Settings, child_env
 from schemas.topics import PLAYS
 from tests.streaming_jobs._plays import VERSION, install_model_files, play, publish
 
@@ -29,20 +28,14 @@ CADENZA = [sys.executable, "-m", "infra"]
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENZA_")}
-    env.update(
-        CADENZA_KAFKA_BOOTSTRAP=settings.bootstrap_servers,
-        CADENZA_MONGODB_URI=settings.mongo_uri,
-        CADENZA_MONGODB_DB=settings.mongodb_db,
-        CADENZA_TOPIC_PREFIX=settings.topic_prefix,
-        CADENZA_DATA_DIR=str(settings.data_dir),
-        CADENZA_SPARK_MASTER="local[2]",
-        CADENZA_SPARK_SHUFFLE_PARTITIONS="2",
-        CADENZA_STREAM_TRIGGER_S="0.5",
-        CADENZA_PROFILE_TRIGGER_S="1",
-        CADENZA_LOG_FORMAT="json",
+    return child_env(
+        settings,
+        spark_master="local[2]",
+        spark_shuffle_partitions=2,
+        stream_trigger_s=0.5,
+        profile_trigger_s=1,
+        log_format="json",
     )
-    return env
 
 
 def status(settings: Settings) -> dict[str, dict[str, Any]]:
