@@ -72,14 +72,18 @@ def send(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> 
         p.close(timeout=10)
 
 
+_open_readers: list[Reader] = []
+
+
 class Reader:
-    """Collects every record of a topic from the beginning."""
+    """Collects every record of a topic from the beginning (closed after each test)."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self.c = consumer(
             settings, topic, group_id=f"test-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest"
         )
         self.values: list[bytes] = []
+        _open_readers.append(self)
 
     def until(self, check: Any, timeout: float = 90.0) -> list[bytes]:
         deadline = time.monotonic() + timeout
@@ -119,3 +123,10 @@ def worker(topics: Settings, tmp_path: Path) -> Iterator[Worker]:
 
 def play(user: str, track: int, kind: str = "play") -> tuple[bytes, bytes]:
     return encode_key(user), encode(PlayEvent(user_id=user, track_id=track, kind=PlayKind(kind)))
+
+
+@pytest.fixture(autouse=True)
+def _close_readers() -> Iterator[None]:
+    yield
+    while _open_readers:
+        _open_readers.pop().c.close()
