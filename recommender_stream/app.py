@@ -63,7 +63,6 @@ class Runtime:
     settings: Settings
     processor: Processor
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    extra: dict[int, tuple[list[float], str, str]] = field(default_factory=dict)
     #: Sends outputs to their topics; replaceable in component tests.
     send: Callable[[list[Output]], Awaitable[None]] | None = None
 
@@ -140,17 +139,12 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
     return app, runtime
 
 
-def _load(runtime: Runtime) -> Catalogue:
-    settings = runtime.settings
+def _load(settings: Settings) -> Catalogue:
     mongo = mongo_client(settings)
     try:
-        catalogue = load_catalogue(mongo[settings.mongodb_db], load_model(settings.models_path)).catalogue
+        return load_catalogue(mongo[settings.mongodb_db], load_model(settings.models_path)).catalogue
     finally:
         mongo.close()
-    for track_id, (features, title, artist) in runtime.extra.items():  # arrived since start
-        if catalogue.model is not None:
-            catalogue.add_vector(track_id, features, title, artist)
-    return catalogue
 
 
 async def follow_feeds(runtime: Runtime, send: Any) -> None:
@@ -169,7 +163,7 @@ async def follow_feeds(runtime: Runtime, send: Any) -> None:
         consumer.assign(tps)
         track_tps = [tp for tp in tps if names[tp.topic] == "tracks"]
         starts = await consumer.end_offsets(track_tps)  # before loading: nothing falls in between
-        runtime.processor.catalogue = await loop.run_in_executor(None, _load, runtime)
+        runtime.processor.replace_catalogue(await loop.run_in_executor(None, _load, settings))
         for tp, offset in starts.items():
             consumer.seek(tp, offset)
         await consumer.seek_to_beginning(*[tp for tp in tps if names[tp.topic] == "trending"])
@@ -187,14 +181,13 @@ async def follow_feeds(runtime: Runtime, send: Any) -> None:
                     record = Record(tp.topic, tp.partition, r.offset, r.key, r.value)
                     if names[tp.topic] == "tracks":
                         outputs = runtime.processor.on_track(record)
-                        _remember(runtime, r.value)
                     else:
                         outputs = runtime.processor.on_trending(record)
                     await send(outputs)
             if loop.time() - last_check > MODEL_CHECK_S:
                 last_check = loop.time()
                 if current_version(settings.models_path) != runtime.processor.catalogue.version:
-                    runtime.processor.catalogue = await loop.run_in_executor(None, _load, runtime)
+                    runtime.processor.replace_catalogue(await loop.run_in_executor(None, _load, settings))
                     log.info(
                         "model changed: catalogue reloaded under %s", runtime.processor.catalogue.version
                     )
@@ -205,15 +198,3 @@ async def follow_feeds(runtime: Runtime, send: Any) -> None:
 async def _partitions(consumer: Any, topic: str) -> set[int]:
     await consumer._client.force_metadata_update()
     return set(consumer.partitions_for_topic(topic) or {0})
-
-
-def _remember(runtime: Runtime, value: bytes | None) -> None:
-    from schemas.codec import decode
-    from schemas.errors import SchemaError
-    from schemas.events import TrackEvent
-
-    try:
-        event = decode(TrackEvent, value)
-    except SchemaError:
-        return
-    runtime.extra[event.track_id] = (event.features, event.title, event.artist)

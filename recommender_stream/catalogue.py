@@ -113,10 +113,6 @@ class Catalogue:
     def position(self, track_id: int) -> int | None:
         return self._pos.get(track_id)
 
-    def cluster_of(self, track_id: int) -> int | None:
-        pos = self._pos.get(track_id)
-        return None if pos is None else self.clusters[pos]
-
     def coords(self, positions: NDArray[np.int64] | list[int]) -> NDArray[np.float32]:
         return self._coords[np.asarray(positions, dtype=np.int64)]
 
@@ -127,9 +123,6 @@ class Catalogue:
             cached = np.asarray(sorted(self._members.get(cluster, [])), dtype=np.int64)
             self._member_arrays[cluster] = cached
         return cached
-
-    def cluster_ids(self) -> list[int]:
-        return sorted(c for c, m in self._members.items() if m)
 
     def _block(self, cluster: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """The cluster's coordinates as one contiguous matrix, and their squared norms."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from pymongo.database import Database
@@ -19,7 +20,7 @@ from pymongo.errors import PyMongoError
 from infra.mongo import Doc
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.errors import CatalogueError
-from schemas.cluster_model import ClusterModel, ClusterModelError, current_version
+from schemas.cluster_model import EXPORT_FILE, ClusterModel, ClusterModelError, current_version
 from schemas.features import FEATURE_SET_VERSION, N_FEATURES
 
 log = logging.getLogger(__name__)
@@ -33,16 +34,13 @@ class Loaded:
     left_out: int
 
 
-def load_model(models_path: object) -> ClusterModel | None:
+def load_model(models_path: Path) -> ClusterModel | None:
     """The current model's numpy twin, or None when no model is promoted."""
-    from pathlib import Path
-
-    path = Path(str(models_path))
-    version = current_version(path)
+    version = current_version(models_path)
     if version is None:
         return None
     try:
-        return ClusterModel.load(path / version / "export.json")
+        return ClusterModel.load(models_path / version / EXPORT_FILE)
     except ClusterModelError as err:
         raise CatalogueError(f"current model {version}: {err}") from None
 

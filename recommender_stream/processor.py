@@ -55,6 +55,8 @@ class Processor:
     trending: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     trending_end: dict[int, float] = field(default_factory=dict)
     popularity: Counter[int] = field(default_factory=Counter)
+    #: Tracks that arrived on ``tracks.new`` since start-up, to place again after a model reload.
+    arrived: dict[int, TrackEvent] = field(default_factory=dict)
 
     def _dead(self, record: Record, error: BaseException) -> Output:
         self.metrics.dead_letter(type(error).__name__)
@@ -118,25 +120,36 @@ class Processor:
             now=now,
             half_life_s=self.half_life_s,
         )
-        return [
-            RecommendedTrack(
-                track_id=p.track_id,
-                score=round(p.score, 6),
-                reason=p.reason[:500],
-                cluster=p.cluster,
-                title=self.catalogue.titles[self.catalogue.position(p.track_id) or 0][:1000],
-                artist=self.catalogue.artists[self.catalogue.position(p.track_id) or 0][:1000],
+        items = []
+        for p in picks:
+            pos = self.catalogue.position(p.track_id) or 0
+            items.append(
+                RecommendedTrack(
+                    track_id=p.track_id,
+                    score=round(p.score, 6),
+                    reason=p.reason[:500],
+                    cluster=p.cluster,
+                    title=self.catalogue.titles[pos][:1000],
+                    artist=self.catalogue.artists[pos][:1000],
+                )
             )
-            for p in picks
-        ]
+        return items
 
     # --- catalogue and trending feeds -----------------------------------------------------
+
+    def replace_catalogue(self, catalogue: Catalogue) -> None:
+        """Swap in a freshly loaded catalogue and place again the tracks that arrived since."""
+        if catalogue.model is not None:
+            for event in self.arrived.values():
+                catalogue.add_vector(event.track_id, event.features, event.title, event.artist)
+        self.catalogue = catalogue
 
     def on_track(self, record: Record) -> list[Output]:
         try:
             event = decode(TrackEvent, record.value)
         except SchemaError as err:
             return [self._dead(record, err)]
+        self.arrived[event.track_id] = event
         if self.catalogue.model is None:
             return []  # nothing to place it with yet; the catalogue reload will pick it up
         self.catalogue.add_vector(event.track_id, event.features, event.title, event.artist)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import pandas as pd
-from pymongo import MongoClient, ReplaceOne, UpdateOne
+from pymongo import MongoClient, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, ServerSelectionTimeoutError
 
@@ -193,17 +193,6 @@ def replace_all(db: Database[Doc], collection: str, docs: Sequence[Doc]) -> int:
         db, collection, [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs], f"writing {collection}"
     )
     return len(docs)
-
-
-def set_fields(db: Database[Doc], collection: str, updates: Sequence[tuple[Any, Doc]]) -> int:
-    """``$set`` fields on documents by ``_id`` (upsert)."""
-    bulk(
-        db,
-        collection,
-        [UpdateOne({"_id": key}, {"$set": fields}, upsert=True) for key, fields in updates],
-        f"writing {collection}",
-    )
-    return len(updates)
 
 
 def now_utc() -> datetime:

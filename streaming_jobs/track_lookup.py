@@ -25,10 +25,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from schemas.cluster_model import CURRENT_FILE, current_version
+from streaming_jobs.registry import ASSIGNMENTS_FILE
 
 UNASSIGNED: Final = -1
 UNKNOWN: Final = -2
-ASSIGNMENTS_FILE: Final = "assignments.npz"
 
 #: ``fetch(ids) -> {id: (cluster or None, model_version or None)}`` for the ids that exist.
 Fetch = Callable[[list[int]], dict[int, tuple[int | None, str | None]]]
