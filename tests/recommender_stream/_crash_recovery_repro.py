@@ -33,7 +33,8 @@ from recommender_stream.listener import Limits, ListenerState
 from schemas.codec import encode, encode_key
 from schemas.events import PlayEvent, PlayKind
 from schemas.topics import PLAYS, RECOMMENDATIONS
-from tests.recommender_stream.conftest import Reader, Worker, send
+from tests.recommender_stream.conftest import Reader, Worker
+from tests.streaming_jobs._plays import publish
 
 pytestmark = [pytest.mark.stack, pytest.mark.spark]
 KINDS = (PlayKind.PLAY, PlayKind.PLAY, PlayKind.COMPLETE, PlayKind.SKIP, PlayKind.LIKE)
@@ -78,10 +79,10 @@ def test_kill_9_and_restart_recovers_every_listener_exactly_once(
     topic = settings.topic(PLAYS)
     worker.start()
     recs = Reader(settings, settings.topic(RECOMMENDATIONS))
-    send(settings, topic, [(encode_key(e.user_id), encode(e)) for e in first])
+    publish(settings, topic, [(encode_key(e.user_id), encode(e)) for e in first])
     recs.until(lambda v: len(v) >= 60, timeout=120)
     worker.stop(kill=True)  # kill -9 in the middle of the first half
-    send(settings, topic, [(encode_key(e.user_id), encode(e)) for e in [*second, *resent]])
+    publish(settings, topic, [(encode_key(e.user_id), encode(e)) for e in [*second, *resent]])
     worker.start()
 
     expected: dict[str, ListenerState] = defaultdict(ListenerState)

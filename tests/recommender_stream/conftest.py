@@ -16,7 +16,7 @@ import pytest
 from pymongo.database import Database
 from pyspark.sql import SparkSession
 
-from infra.kafka_clients import consumer, producer
+from infra.kafka_clients import consumer
 from infra.settings import Settings, child_env
 from infra.stack.process import free_port
 from schemas.codec import encode, encode_key
@@ -60,16 +60,6 @@ class Worker:
             else:
                 self.proc.terminate()
             self.proc.wait(timeout=60)
-
-
-def send(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    p = producer(settings)
-    try:
-        for key, value in records:
-            p.send(topic, key=key, value=value)
-        p.flush(timeout=30)
-    finally:
-        p.close(timeout=10)
 
 
 _open_readers: list[Reader] = []

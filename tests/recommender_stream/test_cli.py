@@ -17,7 +17,8 @@ from infra.stack.process import free_port
 from schemas.codec import decode
 from schemas.events import Recommendation
 from schemas.topics import PLAYS, RECOMMENDATIONS
-from tests.recommender_stream.conftest import Reader, env_for, play, send
+from tests.recommender_stream.conftest import Reader, env_for, play
+from tests.streaming_jobs._plays import publish
 
 pytestmark = [pytest.mark.stack, pytest.mark.spark]
 
@@ -62,7 +63,9 @@ def test_two_workers_share_the_listeners_and_stop_on_sigterm(
         users = [f"listener{i}" for i in range(24)]
         recs = Reader(settings, settings.topic(RECOMMENDATIONS))
         time.sleep(12)  # let the group settle on two members
-        send(settings, settings.topic(PLAYS), [play(u, tracks[i % len(tracks)]) for i, u in enumerate(users)])
+        publish(
+            settings, settings.topic(PLAYS), [play(u, tracks[i % len(tracks)]) for i, u in enumerate(users)]
+        )
         recs.until(lambda v: {decode(Recommendation, x).user_id for x in v} >= set(users), timeout=120)
         counts = [metric(base + i, "cadenza_recommender_events_total") for i in range(2)]
         assert sum(counts) >= len(users) and min(counts) > 0, counts  # both workers took listeners

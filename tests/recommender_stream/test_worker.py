@@ -21,7 +21,8 @@ from schemas.cluster_model import current_version
 from schemas.codec import decode, encode, encode_key
 from schemas.events import DeadLetter, Recommendation, TrackEvent
 from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_NEW
-from tests.recommender_stream.conftest import Reader, Worker, play, send
+from tests.recommender_stream.conftest import Reader, Worker, play
+from tests.streaming_jobs._plays import publish
 
 pytestmark = [pytest.mark.stack, pytest.mark.spark]
 
@@ -38,7 +39,7 @@ def test_listeners_get_recommendations_from_their_clusters(
     worker.start()
     recs = Reader(settings, settings.topic(RECOMMENDATIONS))
     plays = [play("alice", t) for t in alice_tracks[:6]] + [play("bob", t) for t in bob_tracks[:6]]
-    send(settings, settings.topic(PLAYS), plays)
+    publish(settings, settings.topic(PLAYS), plays)
 
     def latest(values: list[bytes]) -> dict[str, Recommendation]:
         out: dict[str, Recommendation] = {}
@@ -60,7 +61,7 @@ def test_listeners_get_recommendations_from_their_clusters(
 
     # A new track: placed by the worker in the cluster Spark gives it, playable and recommendable at once.
     new = trained["fresh"][0]
-    send(
+    publish(
         settings,
         settings.topic(TRACKS_NEW),
         [
@@ -71,7 +72,7 @@ def test_listeners_get_recommendations_from_their_clusters(
         ],
     )
     time.sleep(1.0)
-    send(settings, settings.topic(PLAYS), [play("carol", new["_id"])])
+    publish(settings, settings.topic(PLAYS), [play("carol", new["_id"])])
     recs.until(lambda v: "carol" in latest(v), timeout=30)
     carol = latest(recs.values)["carol"]
     similar = [i for i in carol.items if i.reason == "sounds like Fresh One"]
@@ -84,7 +85,7 @@ def test_listeners_get_recommendations_from_their_clusters(
         play("mallory", 999_999),
     ]
     dlq = Reader(settings, settings.topic(DLQ))
-    send(settings, settings.topic(PLAYS), [*bad, play("dave", alice_tracks[0])])
+    publish(settings, settings.topic(PLAYS), [*bad, play("dave", alice_tracks[0])])
     letters = [decode(DeadLetter, v) for v in dlq.until(lambda v: len(v) >= 3)]
     assert Counter(d.error_class for d in letters) == Counter({"SchemaError": 2, "UnknownTrackError": 1})
     recs.until(lambda v: "dave" in latest(v), timeout=30)

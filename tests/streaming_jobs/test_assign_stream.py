@@ -19,7 +19,7 @@ import pytest
 from pymongo.database import Database
 from pyspark.sql import SparkSession
 
-from infra.kafka_clients import consumer, producer
+from infra.kafka_clients import consumer
 from infra.settings import Settings
 from schemas.codec import decode, encode, encode_key
 from schemas.events import DeadLetter, TrackAssigned, TrackEvent
@@ -31,6 +31,7 @@ from streaming_jobs.stream_status import Counters
 from streaming_jobs.train import predict
 from streaming_jobs.training import TrainingOptions, run_training
 from tests.streaming_jobs._catalogue import make_catalogue
+from tests.streaming_jobs._plays import publish
 
 pytestmark = [pytest.mark.stack, pytest.mark.spark]
 
@@ -42,16 +43,6 @@ def event(doc: dict[str, Any]) -> TrackEvent:
     return TrackEvent(
         track_id=doc["_id"], title=doc["title"], genre_top=doc["genre_top"], features=doc["features"]
     )
-
-
-def send(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    p = producer(settings)
-    try:
-        for key, value in records:
-            p.send(topic, key=key, value=value)
-        p.flush(timeout=30)
-    finally:
-        p.close(timeout=10)
 
 
 def read(settings: Settings, topic: str, expected: int, timeout: float = 30.0) -> list[bytes]:
@@ -97,9 +88,9 @@ def test_new_tracks_get_the_batch_models_cluster_and_follow_promotions(
         (b"3", json.dumps({"title": "no id", "features": [0.5] * 518}).encode()),
     ]
     topic = settings.topic(TRACKS_NEW)
-    send(settings, topic, [(encode_key(d["_id"]), encode(event(d))) for d in first] + bad)
+    publish(settings, topic, [(encode_key(d["_id"]), encode(event(d))) for d in first] + bad)
     # An ETL-stored track re-announced: its stored fields survive, the cluster is set.
-    send(settings, topic, [(encode_key(train[0]["_id"]), encode(event(train[0])))])
+    publish(settings, topic, [(encode_key(train[0]["_id"]), encode(event(train[0])))])
 
     counters = Counters()
     query = start_assign(spark, settings, counters)
@@ -136,7 +127,7 @@ def test_new_tracks_get_the_batch_models_cluster_and_follow_promotions(
             spark, db, settings, TrainingOptions(ks=(3,), promote=True, projection_sample=50)
         ).doc.id
         assert v2 != v1
-        send(settings, topic, [(encode_key(d["_id"]), encode(event(d))) for d in later])
+        publish(settings, topic, [(encode_key(d["_id"]), encode(event(d))) for d in later])
         query.processAllAvailable()
         expected2 = batch_clusters(spark, db, v2, later)
         stored2 = {
