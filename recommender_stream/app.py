@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import faust
@@ -34,6 +35,8 @@ from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_NEW, TRENDING
 log = logging.getLogger("cadenza.recommender")
 TABLE: Final = "listeners"
 MODEL_CHECK_S: Final = 5.0
+BATCH: Final = 200
+BATCH_WITHIN_S: Final = 0.002
 
 
 def app_id(settings: Settings) -> str:
@@ -119,12 +122,19 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
 
     @app.agent(plays, name="plays")
     async def on_plays(stream: Any) -> None:
-        async for event in stream.events():
+        # Plays are taken in small batches (at most BATCH, or what arrived within
+        # BATCH_WITHIN_S): one table write per listener per batch instead of per play.
+        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             await runtime.ready.wait()
-            m = event.message
-            record = Record(m.topic, m.partition, m.offset, m.key, m.value)
+            by_offset = {(e.message.partition, e.message.offset): e for e in events}
+            records = [
+                Record(m.topic, m.partition, m.offset, m.key, m.value) for m in (e.message for e in events)
+            ]
+            # The table writes a listener's changelog record to the partition of the
+            # current event: make it one of that listener's events.
+            writing_for = partial(_set_event, stream, by_offset)
             assert runtime.send is not None
-            await runtime.send(runtime.processor.on_play(record, listeners))
+            await runtime.send(runtime.processor.on_plays(records, listeners, writing_for))
 
     @app.task
     async def feeds() -> None:
@@ -137,6 +147,10 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
         return web.text(runtime.processor.metrics.prometheus(labels), content_type="text/plain")
 
     return app, runtime
+
+
+def _set_event(stream: Any, by_offset: dict[tuple[int, int], Any], record: Record) -> None:
+    stream._set_current_event(by_offset[record.partition, record.offset])
 
 
 def _load(settings: Settings) -> Catalogue:

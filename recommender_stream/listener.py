@@ -44,6 +44,8 @@ class ListenerState:
     last_ts: float | None = None
     seen: list[str] = field(default_factory=list)
     events: int = 0
+    #: Set when :meth:`apply` folds an event in (not stored).
+    changed: bool = field(default=False, compare=False)
 
     def decayed(self, ts: float, half_life_s: float) -> dict[int, float]:
         """Affinity as of event time ``ts`` (no change for events older than the last)."""
@@ -79,6 +81,7 @@ class ListenerState:
             self.liked.append(track_id)
             del self.liked[: max(0, len(self.liked) - SKIPPED_KEPT)]
         self.events += 1
+        self.changed = True
         return True
 
     def to_dict(self) -> dict[str, Any]:

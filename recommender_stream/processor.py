@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,6 +25,8 @@ from schemas.errors import SchemaError
 from schemas.events import PlayEvent, Recommendation, RecommendedTrack, TrackEvent, Trending
 
 STAGE: Final = "recommender_stream"
+POPULAR_KEPT: Final = 200
+POPULAR_EVERY: Final = 500
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class Processor:
     trending: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     trending_end: dict[int, float] = field(default_factory=dict)
     popularity: Counter[int] = field(default_factory=Counter)
+    #: The most played tracks (what ranking sees), rebuilt every ``POPULAR_EVERY`` plays.
+    popular: dict[int, int] = field(default_factory=dict)
+    plays_seen: int = 0
     #: Tracks that arrived on ``tracks.new`` since start-up, to place again after a model reload.
     arrived: dict[int, TrackEvent] = field(default_factory=dict)
 
@@ -74,48 +79,77 @@ class Processor:
     # --- plays -------------------------------------------------------------------------
 
     def on_play(self, record: Record, table: MutableMapping[str, Any]) -> list[Output]:
-        started = time.perf_counter()
-        self.metrics.event_in()
-        try:
-            event = decode(PlayEvent, record.value)
-            pos = self.catalogue.position(event.track_id)
-            if pos is None:
-                raise UnknownTrackError(f"track {event.track_id} is not in the recommender's catalogue")
-        except (SchemaError, UnknownTrackError) as err:
-            return [self._dead(record, err)]
-        state = ListenerState.from_dict(table.get(event.user_id))
-        ts = event.ts.timestamp()
-        applied = state.apply(
-            str(event.event_id),
-            track_id=event.track_id,
-            kind=event.kind.value,
-            cluster=self.catalogue.clusters[pos],
-            ts=ts,
-            limits=self.limits,
-        )
-        if not applied:
-            self.metrics.duplicate()
-            return []
-        table[event.user_id] = state.to_dict()
-        if event.kind.value == "play":
-            self.popularity[event.track_id] += 1
-        items = self.rank(state, now=ts)
-        message = Recommendation(
-            user_id=event.user_id,
-            items=items,
-            model_version=self.catalogue.version,
-            cause_event_id=event.event_id,
-            cause_ts=event.ts,
-        )
-        self.metrics.recommendation_out(time.perf_counter() - started)
-        return [Output("recommendations", encode_key(event.user_id), encode(message))]
+        return self.on_plays([record], table)
+
+    def on_plays(
+        self,
+        records: Sequence[Record],
+        table: MutableMapping[str, Any],
+        before_write: Callable[[Record], None] | None = None,
+    ) -> list[Output]:
+        """Apply a batch of plays in order; each listener's state is read from and written
+        back to ``table`` once per batch (``before_write`` is told which of the listener's
+        records the write belongs to). One recommendation per applied play."""
+        outputs: list[Output] = []
+        states: dict[str, ListenerState] = {}
+        last: dict[str, Record] = {}
+        for record in records:
+            started = time.perf_counter()
+            self.metrics.event_in()
+            try:
+                event = decode(PlayEvent, record.value)
+                pos = self.catalogue.position(event.track_id)
+                if pos is None:
+                    raise UnknownTrackError(f"track {event.track_id} is not in the recommender's catalogue")
+            except (SchemaError, UnknownTrackError) as err:
+                outputs.append(self._dead(record, err))
+                continue
+            state = states.get(event.user_id)
+            if state is None:
+                state = states[event.user_id] = ListenerState.from_dict(table.get(event.user_id))
+            last[event.user_id] = record
+            ts = event.ts.timestamp()
+            applied = state.apply(
+                str(event.event_id),
+                track_id=event.track_id,
+                kind=event.kind.value,
+                cluster=self.catalogue.clusters[pos],
+                ts=ts,
+                limits=self.limits,
+            )
+            if not applied:
+                self.metrics.duplicate()
+                continue
+            if event.kind.value == "play":
+                self._count_play(event.track_id)
+            message = Recommendation(
+                user_id=event.user_id,
+                items=self.rank(state, now=ts),
+                model_version=self.catalogue.version,
+                cause_event_id=event.event_id,
+                cause_ts=event.ts,
+            )
+            self.metrics.recommendation_out(time.perf_counter() - started)
+            outputs.append(Output("recommendations", encode_key(event.user_id), encode(message)))
+        for user, state in states.items():
+            if state.changed:
+                if before_write is not None:
+                    before_write(last[user])
+                table[user] = state.to_dict()
+        return outputs
+
+    def _count_play(self, track_id: int) -> None:
+        self.popularity[track_id] += 1
+        self.plays_seen += 1
+        if len(self.popular) < POPULAR_KEPT or self.plays_seen % POPULAR_EVERY == 0:
+            self.popular = dict(self.popularity.most_common(POPULAR_KEPT))
 
     def rank(self, state: ListenerState, *, now: float) -> list[RecommendedTrack]:
         picks = recommend(
             state,
             self.catalogue,
             self.trending,
-            self.popularity,
+            self.popular,
             k=self.k,
             now=now,
             half_life_s=self.half_life_s,

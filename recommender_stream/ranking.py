@@ -23,7 +23,7 @@ allows. Ties break on track id: the same state always gives the same list.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,7 @@ from recommender_stream.listener import ListenerState
 SEEDS = 3
 PER_SEED = 10
 STRONGEST = 2
+MIX_SEEDS = 5
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ def candidates(
             offer(pos, cluster_weight + similarity - 0.1 * rank, f"sounds like {title}")
 
     strongest = sorted(weights.items(), key=lambda cw: (-cw[1], cw[0]))[:STRONGEST]
+    recent_pos = [p for p in (catalogue.position(t) for t in state.recent) if p is not None]
     for cluster, weight in strongest:
         if weight <= 0:
             continue
@@ -92,11 +94,8 @@ def candidates(
             hot_pos = catalogue.position(track)
             if hot_pos is not None and catalogue.clusters[hot_pos] == cluster:
                 offer(hot_pos, weight + 0.5 * plays / top, "trending in your mix")
-        recent_pos = [p for p in (catalogue.position(t) for t in state.recent) if p is not None]
-        if recent_pos:
-            centre = catalogue.coords(recent_pos).mean(axis=0)
-            for pos, distance in catalogue.closest_in(cluster, centre, PER_SEED):
-                offer(pos, weight + 0.5 / (1.0 + distance), "more from your mix")
+        for pos, distance in _near_mix(catalogue, recent_pos, cluster):
+            offer(pos, weight + 0.5 / (1.0 + distance), "more from your mix")
 
     if not weights:  # cold start
         totals: dict[int, int] = {}
@@ -116,6 +115,22 @@ def candidates(
     return found
 
 
+def _near_mix(catalogue: Catalogue, recent_pos: list[int], cluster: int) -> list[tuple[int, float]]:
+    """The tracks of ``cluster`` nearest to the centre of the listener's recent tracks in it,
+    drawn from those tracks' (cached) neighbours; with no recent track in the cluster, the
+    whole cluster is searched from the centre of all recent tracks."""
+    if not recent_pos:
+        return []
+    inside = [p for p in recent_pos if catalogue.clusters[p] == cluster][-MIX_SEEDS:]
+    if not inside:
+        return catalogue.closest_in(cluster, catalogue.coords(recent_pos).mean(axis=0), PER_SEED)
+    centre = catalogue.coords(inside).mean(axis=0)
+    pool = sorted({p for seed in inside for p, _ in catalogue.nearest(seed, 2 * PER_SEED)} | set(inside))
+    d = np.sqrt(((catalogue.coords(pool) - centre) ** 2).sum(axis=1))
+    ranked = sorted(zip(d.tolist(), pool, strict=True))[:PER_SEED]
+    return [(pos, distance) for distance, pos in ranked]
+
+
 def mmr(catalogue: Catalogue, found: Mapping[int, Pick], k: int, lambda_: float = 0.7) -> list[Pick]:
     """Pick ``k`` by maximal marginal relevance (score vs. similarity to those picked)."""
     if not found:
@@ -124,17 +139,18 @@ def mmr(catalogue: Catalogue, found: Mapping[int, Pick], k: int, lambda_: float 
     scores = np.asarray([found[int(p)].score for p in positions])
     span = float(scores.max() - scores.min()) or 1.0
     relevance = (scores - scores.min()) / span
-    coords = catalogue.coords(positions)
+    coords = catalogue.coords(positions).astype(np.float64)
+    norms = (coords * coords).sum(axis=1)
+    d2 = np.maximum(norms[:, None] + norms[None, :] - 2.0 * (coords @ coords.T), 0.0)
+    similarity = 1.0 / (1.0 + np.sqrt(d2))
     max_sim = np.zeros(positions.size)
     chosen: list[int] = []
-    available = np.ones(positions.size, dtype=bool)
+    value = lambda_ * relevance
     for _ in range(min(k, positions.size)):
-        value = np.where(available, lambda_ * relevance - (1 - lambda_) * max_sim, -np.inf)
-        best = int(np.argmax(value))  # first maximum: positions are ordered by score, then id
+        best = int(np.argmax(value - (1 - lambda_) * max_sim))  # first maximum: by score, then id
         chosen.append(best)
-        available[best] = False
-        sim = 1.0 / (1.0 + np.sqrt(((coords - coords[best]) ** 2).sum(axis=1)))
-        max_sim = np.maximum(max_sim, sim)
+        value[best] = -np.inf
+        np.maximum(max_sim, similarity[best], out=max_sim)
     return [found[int(positions[i])] for i in chosen]
 
 
@@ -148,19 +164,33 @@ def fill(
     now: float,
     half_life_s: float,
 ) -> list[Pick]:
-    """Top up to ``k`` from the rest of the catalogue (affinity, popularity, id)."""
+    """Top up to ``k`` from the rest of the catalogue without scanning all of it: the
+    listener's clusters by affinity (their tracks in catalogue order), then the most
+    played tracks, then the catalogue in order."""
     if len(picked) >= k:
         return picked
     excluded = set(state.recent) | set(state.skipped) | {p.track_id for p in picked}
     weights = _weights(state, now, half_life_s)
-    rest = [
-        (-weights.get(c, 0.0), -popularity.get(t, 0), t, c)
-        for t, c in zip(catalogue.ids, catalogue.clusters, strict=True)
-        if t not in excluded
-    ]
-    for neg_w, _, track, cluster in sorted(rest)[: k - len(picked)]:
-        reason = "more from your mix" if neg_w < 0 else "something new"
-        picked.append(Pick(track, -neg_w, reason, cluster))
+
+    def take(positions: Iterable[int], score: float, reason: str) -> bool:
+        for pos in positions:
+            track = catalogue.ids[pos]
+            if track not in excluded:
+                excluded.add(track)
+                picked.append(Pick(track, score, reason, catalogue.clusters[pos]))
+                if len(picked) >= k:
+                    return True
+        return False
+
+    for cluster, weight in sorted(weights.items(), key=lambda cw: (-cw[1], cw[0])):
+        if weight > 0 and take(map(int, catalogue.members(cluster)), weight, "more from your mix"):
+            return picked
+    need = k - len(picked) + len(excluded)
+    popular = sorted(popularity.items(), key=lambda tp: (-tp[1], tp[0]))[:need]
+    found = (catalogue.position(t) for t, _ in popular)
+    if take((p for p in found if p is not None), 0.0, "popular on Cadenza"):
+        return picked
+    take(range(len(catalogue)), 0.0, "something new")
     return picked
 
 
