@@ -6,17 +6,20 @@ Registered through the ``cadenza.cli`` entry point ``infra``. Everything here re
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from infra.demo import demo
 from infra.kafka_clients import ensure_topics
 from infra.logs import setup_logging
 from infra.mongo import client, database, init_db
+from infra.offsets import LagRow, lag_rows
 from infra.settings import Settings, get_settings
 from infra.settings_doc import settings_markdown, settings_rows, update_readme
 from infra.stack.manager import LocalStack, StackStatus
@@ -155,6 +158,46 @@ def config(
     console.print(table)
 
 
+def lag_table(rows: list[LagRow]) -> Table:
+    """``cadenza lag``'s table: one line per consumer and partition, then the total."""
+    table = Table(title="Consumer lag (committed or processed offset vs. log end)", title_justify="left")
+    for col in ("consumer", "state", "topic", "partition", "committed", "end", "lag"):
+        table.add_column(col, justify="right" if col in ("partition", "committed", "end", "lag") else "left")
+    for r in rows:
+        who = r.name if r.kind == "group" else f"{r.name} (spark query)"
+        done = "-" if r.committed is None else str(r.committed)
+        table.add_row(who, r.state, r.topic, str(r.partition), done, str(r.end), str(r.lag))
+    table.add_section()
+    table.add_row("total", "", "", "", "", "", str(sum(r.lag for r in rows)))
+    return table
+
+
+def lag(
+    group: list[str] = typer.Option(None, "--group", "-g", help="Only these consumer groups (repeatable)."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Refresh every --interval seconds until Ctrl-C."),
+    interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between refreshes."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON rows instead of a table."),
+) -> None:
+    """Lag of every consumer group and Spark streaming query on Cadenza's topics.
+
+    Groups: committed offset vs. log-end offset, per partition. Spark queries keep
+    their offsets in checkpoints (under the data dir), so their lag is what the last
+    batch processed vs. the log end, right even while the query is stopped.
+    """
+    settings = _settings()
+    if not watch:
+        rows = lag_rows(settings, group or None)
+        if as_json:
+            print(json.dumps([r.to_dict() for r in rows], indent=2))
+        else:
+            console.print(lag_table(rows))
+        return
+    with Live(lag_table(lag_rows(settings, group or None)), console=console, auto_refresh=False) as live:
+        while True:
+            time.sleep(interval)
+            live.update(lag_table(lag_rows(settings, group or None)), refresh=True)
+
+
 def register(app: typer.Typer) -> None:
     """Entry point ``cadenza.cli: infra``."""
     app.add_typer(stack_app, name="stack")
@@ -162,3 +205,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(schemas_app, name="schemas")
     app.command("config")(config)
     app.command("demo")(demo)
+    app.command("lag")(lag)

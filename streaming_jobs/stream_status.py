@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from infra.offsets import checkpoint_offsets, lag
 from infra.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,38 +47,6 @@ class Counters:
     def snapshot(self) -> dict[str, dict[str, int]]:
         with self._lock:
             return {q: dict(v) for q, v in self._values.items()}
-
-
-# --- checkpoints and lag ---------------------------------------------------------------------
-
-
-def checkpoint_offsets(path: Path) -> dict[str, dict[int, int]]:
-    """Offsets (next to read) per topic and partition recorded by the latest batch of a checkpoint.
-
-    The last line of the highest-numbered file in ``<checkpoint>/offsets/`` is the Kafka
-    source's offsets JSON (``{"topic": {"0": 42}}``); empty when the query never ran.
-    """
-    directory = Path(path) / "offsets"
-    try:
-        batches = sorted((int(p.name), p) for p in directory.iterdir() if p.name.isdigit())
-    except FileNotFoundError:
-        return {}
-    if not batches:
-        return {}
-    lines = [line for line in batches[-1][1].read_text(encoding="utf-8").splitlines() if line.strip()]
-    try:
-        offsets = json.loads(lines[-1])
-    except (json.JSONDecodeError, IndexError):
-        return {}
-    return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in offsets.items()}
-
-
-def lag(processed: dict[str, dict[int, int]], end: dict[str, dict[int, int]]) -> dict[str, dict[int, int]]:
-    """End offset minus processed offset, per topic and partition (unread partitions count whole)."""
-    return {
-        topic: {p: max(0, e - processed.get(topic, {}).get(p, 0)) for p, e in parts.items()}
-        for topic, parts in end.items()
-    }
 
 
 # --- progress ---------------------------------------------------------------------------------
