@@ -168,7 +168,21 @@ class Settings(BaseSettings):
     ws_queue_size: int = Field(
         64, ge=1, description="Messages queued per websocket before it is dropped as slow."
     )
-    fma_dir: Path | None = Field(None, description="FMA root holding fma_metadata/ and audio.")
+    gateway_heartbeat_s: float = Field(
+        20.0, gt=0, description="Seconds between websocket pings; a socket silent for 3 of them is closed."
+    )
+    gateway_replay_s: float = Field(
+        900.0,
+        ge=0,
+        description="On start, the gateway reads back this many seconds of recommendations to know "
+        "every listener's latest list.",
+    )
+    gateway_latest_kept: int = Field(
+        100_000, ge=1, description="Listeners whose latest list one gateway keeps in memory."
+    )
+    fma_dir: Path | None = Field(
+        None, description="FMA root holding fma_metadata/ and audio (the gateway serves audio from it)."
+    )
 
     @field_validator("stream_watermark", "session_gap", "trending_window", "trending_slide")
     @classmethod
@@ -204,6 +218,11 @@ class Settings(BaseSettings):
     def mongo_uri(self) -> str:
         """Where pymongo connects."""
         return self.mongodb_uri or f"mongodb://127.0.0.1:{self.ferretdb_port}/"
+
+    @property
+    def audio_root(self) -> Path:
+        """Where stored ``audio_path``s are relative to: the FMA root, else the demo's sample."""
+        return self.fma_dir or self.data_dir / "sample-fma"
 
     @property
     def logs_path(self) -> Path:

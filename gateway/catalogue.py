@@ -1,0 +1,177 @@
+"""The catalogue API's queries: search, one track, similar tracks, genres (MongoDB ``tracks``).
+
+Source: the ``tracks`` collection (written by the ETL and the streaming assign job)
+and, for similar tracks, the current model's ``export.json`` (the numpy twin of the
+Spark pipeline: the same reduced space the recommender ranks in). Destination: the
+JSON of ``/api/tracks…`` and ``/api/genres``. Request values are only ever used as
+plain values: text is matched through an escaped regular expression, never passed as
+a query document, so ``{"$ne": …}``-style operators cannot reach MongoDB.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+from pymongo.database import Database
+
+from gateway.errors import NotFoundError
+from schemas.cluster_model import ClusterModel, current_version, load_current
+
+PUBLIC: Final = {
+    "title": 1,
+    "artist": 1,
+    "album": 1,
+    "genre_top": 1,
+    "genres": 1,
+    "duration_s": 1,
+    "cluster": 1,
+}
+MAX_TEXT: Final = 200
+MAX_PER_PAGE: Final = 100
+#: Seconds a cluster's coordinates (for similar tracks) stay cached.
+CLUSTER_CACHE_S: Final = 300.0
+
+Db = Database[dict[str, Any]]
+
+
+def track_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored track as the API shows it (no features, no file path)."""
+    tid = int(doc["_id"])
+    return {
+        "track_id": tid,
+        "title": str(doc.get("title") or ""),
+        "artist": str(doc.get("artist") or ""),
+        "album": str(doc.get("album") or ""),
+        "genre_top": doc.get("genre_top"),
+        "genres": [int(g) for g in doc.get("genres") or []],
+        "duration_s": float(doc.get("duration_s") or 0.0),
+        "cluster": doc.get("cluster"),
+        "audio_url": f"/audio/{tid}",
+    }
+
+
+def _contains(text: str) -> dict[str, Any]:
+    return {"$regex": re.escape(text), "$options": "i"}
+
+
+def search_filter(q: str | None, genre: str | None, artist: str | None) -> dict[str, Any]:
+    """The MongoDB filter for a search (pure): every value is text inside ``$regex``/equality."""
+    clauses: list[dict[str, Any]] = []
+    if q:
+        text = q[:MAX_TEXT]
+        clauses.append(
+            {"$or": [{"title": _contains(text)}, {"artist": _contains(text)}, {"album": _contains(text)}]}
+        )
+    if genre:
+        clauses.append({"genre_top": genre[:MAX_TEXT]})
+    if artist:
+        clauses.append({"artist": {"$regex": f"^{re.escape(artist[:MAX_TEXT])}$", "$options": "i"}})
+    return {"$and": clauses} if clauses else {}
+
+
+def search(
+    db: Db, q: str | None, genre: str | None, artist: str | None, *, page: int, per_page: int
+) -> dict[str, Any]:
+    page, per_page = max(1, page), min(MAX_PER_PAGE, max(1, per_page))
+    where = search_filter(q, genre, artist)
+    total = db.tracks.count_documents(where)
+    docs = db.tracks.find(where, PUBLIC).sort("_id", 1).skip((page - 1) * per_page).limit(per_page)
+    return {"items": [track_json(d) for d in docs], "total": total, "page": page, "per_page": per_page}
+
+
+def one(db: Db, track_id: int) -> dict[str, Any]:
+    doc = db.tracks.find_one({"_id": track_id}, PUBLIC)
+    if doc is None:
+        raise NotFoundError(f"no track {track_id}")
+    return track_json(doc)
+
+
+def genres(db: Db) -> dict[str, Any]:
+    rows = db.tracks.aggregate(
+        [{"$match": {"genre_top": {"$type": "string"}}}, {"$group": {"_id": "$genre_top", "n": {"$sum": 1}}}]
+    )
+    items = sorted(
+        ({"genre": r["_id"], "tracks": int(r["n"])} for r in rows), key=lambda g: (-g["tracks"], g["genre"])
+    )
+    return {"items": items}
+
+
+def audio_path(db: Db, track_id: int) -> str | None:
+    """The stored audio path of a track (relative to the audio root); NotFoundError if unknown."""
+    doc = db.tracks.find_one({"_id": track_id}, {"audio_path": 1})
+    if doc is None:
+        raise NotFoundError(f"no track {track_id}")
+    return doc.get("audio_path")
+
+
+@dataclass
+class Similar:
+    """Nearest tracks of the same cluster in the current model's space, cached per cluster."""
+
+    models_path: Path
+    _model: ClusterModel | None = None
+    _clusters: dict[int, tuple[float, NDArray[np.int64], NDArray[np.float64]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def model(self) -> ClusterModel | None:
+        version = current_version(self.models_path)
+        with self._lock:
+            if version is None:
+                self._model = None
+            elif self._model is None or self._model.version != version:
+                self._model = load_current(self.models_path)
+                self._clusters.clear()
+            return self._model
+
+    def _cluster(
+        self, db: Db, model: ClusterModel, cluster: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        with self._lock:
+            cached = self._clusters.get(cluster)
+        if cached is not None and time.monotonic() - cached[0] < CLUSTER_CACHE_S:
+            return cached[1], cached[2]
+        docs = list(db.tracks.find({"cluster": cluster, "features": {"$ne": None}}, {"features": 1}))
+        docs = [d for d in docs if len(d.get("features") or []) == model.n_features]
+        ids = np.asarray([int(d["_id"]) for d in docs], dtype=np.int64)
+        coords = (
+            model.transform(np.asarray([d["features"] for d in docs], dtype=np.float64))
+            if docs
+            else np.zeros((0, model.n_components))
+        )
+        with self._lock:
+            self._clusters[cluster] = (time.monotonic(), ids, coords)
+        return ids, coords
+
+    def of(self, db: Db, track_id: int, limit: int) -> dict[str, Any]:
+        seed = db.tracks.find_one({"_id": track_id}, {"cluster": 1})
+        if seed is None:
+            raise NotFoundError(f"no track {track_id}")
+        model = self.model()
+        cluster = seed.get("cluster")
+        if model is None or not isinstance(cluster, int):
+            return {"items": []}
+        ids, coords = self._cluster(db, model, cluster)
+        where = np.flatnonzero(ids == track_id)
+        if where.size == 0:
+            return {"items": []}
+        d = np.sqrt(((coords - coords[where[0]]) ** 2).sum(axis=1))
+        order = [int(i) for i in np.lexsort((ids, d)) if int(ids[i]) != track_id][
+            : max(1, min(limit, MAX_PER_PAGE))
+        ]
+        docs = {
+            int(doc["_id"]): doc
+            for doc in db.tracks.find({"_id": {"$in": [int(ids[i]) for i in order]}}, PUBLIC)
+        }
+        items = []
+        for i in order:
+            doc = docs.get(int(ids[i]))
+            if doc is not None:
+                items.append({**track_json(doc), "distance": round(float(d[i]), 6)})
+        return {"items": items, "cluster": cluster, "model_version": model.version}

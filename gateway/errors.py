@@ -1,0 +1,37 @@
+"""The gateway's exception tree: every error it raises on purpose derives from :class:`GatewayError`."""
+
+from __future__ import annotations
+
+from schemas.errors import CadenzaError
+
+
+class GatewayError(CadenzaError):
+    """Base of the gateway's own errors."""
+
+
+class AuthError(GatewayError):
+    """A missing, forged, malformed or expired token (HTTP 401, websocket close 4401)."""
+
+
+class NotFoundError(GatewayError):
+    """An unknown track, or a track without a servable audio file (HTTP 404)."""
+
+
+class RangeNotSatisfiableError(GatewayError):
+    """A syntactically valid Range that selects no byte of the file (HTTP 416)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"no byte of the {size}-byte file is in the requested range")
+        self.size = size
+
+
+class BadRequestError(GatewayError):
+    """A request body or parameter that cannot be used (HTTP 422 naming the field)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+class UnavailableError(GatewayError):
+    """Kafka or MongoDB cannot be reached right now (HTTP 503)."""

@@ -1,0 +1,67 @@
+"""Prometheus text exposition (format 0.0.4) for Cadenza's ``/metrics`` pages, without a client library.
+
+Sources: counters, gauges and histograms kept by each service in memory
+(``recommender_stream.metrics``, ``gateway.metrics``). Destination: the text a
+Prometheus server scrapes. Pure formatting; one process's values only.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+#: Latency buckets (seconds) shared by every histogram.
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+Labels = Mapping[str, str | int]
+
+
+def _escape(value: str | int) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def label_text(labels: Labels | None) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def family(
+    name: str, kind: str, help_text: str, samples: Iterable[tuple[Labels | None, float | int]]
+) -> list[str]:
+    """Lines of one metric family: HELP, TYPE and one line per labelled sample."""
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    lines += [f"{name}{label_text(labels)} {value}" for labels, value in samples]
+    return lines
+
+
+@dataclass
+class Histogram:
+    """Cumulative-bucket histogram of durations (seconds)."""
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS_S
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, seconds: float) -> None:
+        self.n += 1
+        self.total += seconds
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+
+    def lines(self, name: str, help_text: str, labels: Labels | None = None) -> list[str]:
+        base = dict(labels or {})
+        out = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+        cumulative = 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            cumulative += count
+            le = "+Inf" if bound == float("inf") else f"{bound:g}"
+            out.append(f"{name}_bucket{label_text({**base, 'le': le})} {cumulative}")
+        out.append(f"{name}_sum{label_text(base)} {self.total:.6f}")
+        out.append(f"{name}_count{label_text(base)} {self.n}")
+        return out
