@@ -1,0 +1,57 @@
+"""The fan-out hub: right listener only, slow connections flagged, latest list per listener."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.hub import Hub
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_a_push_reaches_only_that_listeners_connections() -> None:
+    async def scenario() -> None:
+        hub = Hub(queue_size=4)
+        a1, a2, b = hub.connect("a"), hub.connect("a"), hub.connect("b")
+        assert hub.push("a", "for-a") == 2
+        assert a1.queue.get_nowait()[0] == a2.queue.get_nowait()[0] == "for-a"
+        assert b.queue.empty()
+        assert hub.latest("a") == "for-a" and hub.latest("b") is None
+        assert hub.count() == 3 and hub.listeners() == 2
+        hub.disconnect(a1)
+        assert hub.push("a", "again") == 1
+        hub.disconnect(a2)
+        assert hub.listeners() == 1 and hub.metrics.connections == 1
+
+    run(scenario())
+
+
+def test_a_full_queue_marks_the_connection_slow_without_touching_others() -> None:
+    async def scenario() -> None:
+        hub = Hub(queue_size=2)
+        slow, fast = hub.connect("s"), hub.connect("f")
+        for i in range(2):
+            assert hub.push("s", f"m{i}") == 1
+        assert not slow.slow.is_set()
+        assert hub.push("s", "m2") == 0
+        assert slow.slow.is_set() and hub.metrics.slow_disconnects == 1
+        assert hub.push("f", "ok") == 1 and not fast.slow.is_set()
+        assert hub.latest("s") == "m2"  # remembered for the next connection all the same
+
+    run(scenario())
+
+
+def test_broadcast_reaches_everyone_and_the_latest_cache_is_bounded() -> None:
+    async def scenario() -> None:
+        hub = Hub(queue_size=4, latest_kept=3)
+        conns = [hub.connect(u) for u in ("a", "b", "c")]
+        assert hub.broadcast(7, "hot") == 3
+        assert all(c.queue.get_nowait()[0] == "hot" for c in conns)
+        assert hub.trending == {7: "hot"}
+        for user in ("u1", "u2", "u3", "u1", "u4"):
+            hub.remember(user, user)
+        assert [hub.latest(u) for u in ("u1", "u2", "u3", "u4")] == ["u1", None, "u3", "u4"]
+
+    run(scenario())
