@@ -143,8 +143,8 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        labels = f'worker="{os.getpid()}"'
-        return web.text(runtime.processor.metrics.prometheus(labels), content_type="text/plain")
+        text = runtime.processor.metrics.prometheus({"worker": os.getpid()})
+        return web.text(text, content_type="text/plain")
 
     return app, runtime
 
