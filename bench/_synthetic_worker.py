@@ -1,0 +1,25 @@
+"""Bench only: a recommender worker whose catalogue is :func:`bench.recommender.big_catalogue`.
+
+Started by ``bench/recommender.py`` as ``python bench/_synthetic_worker.py --web-port P``:
+the real worker (``recommender_stream.worker``: Faust app, agent, table, feeds) with the
+catalogue loader replaced by the bench's 106,574-track synthetic catalogue, so one
+worker is measured at full catalogue size without storing 106k feature vectors in
+MongoDB first.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import recommender as bench
+
+import recommender_stream.app as worker_app
+from recommender_stream.worker import main
+
+worker_app._load = lambda settings: bench.big_catalogue()
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
