@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from infra.demo import demo
+from infra.demo import demo_app
 from infra.kafka_clients import ensure_topics
 from infra.logs import setup_logging
 from infra.mongo import client, database, init_db
@@ -204,5 +204,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
     app.add_typer(schemas_app, name="schemas")
     app.command("config")(config)
-    app.command("demo")(demo)
+    app.add_typer(demo_app, name="demo")
     app.command("lag")(lag)

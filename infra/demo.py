@@ -1,24 +1,39 @@
-"""``cadenza demo``: bring the whole system up on sample data with one command.
+"""``cadenza demo [stop|status]``: the whole system on sample data with one command.
 
-Runs each stage as its own ``cadenza`` sub-command (so ``infra`` never imports the
-packages that build on it) and reports where to look. Stages whose package is not
-installed yet are listed as skipped, never faked.
+``cadenza demo`` starts the local stack, runs the batch stages (sample catalogue, ETL,
+model training) as ``cadenza`` sub-commands (so ``infra`` never imports the packages
+that build on it), then hands the long-running processes (both Structured Streaming
+jobs, a Faust recommender worker, the gateway) to supervisord
+(:mod:`infra.supervise`), waits for the gateway to be ready and prints the player's
+address. Re-running resumes: every stage is idempotent. ``cadenza demo status`` shows
+each process and the consumer lag; ``cadenza demo stop`` stops them and the stack.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
+from infra import supervise
+from infra.errors import InfraError
 from infra.settings import Settings, get_settings
 from infra.stack.manager import LocalStack
 
 console = Console()
+demo_app = typer.Typer(
+    help="The whole system on sample data: `cadenza demo` starts it, `status` and `stop` manage it.",
+    invoke_without_command=True,
+)
+READY_TIMEOUT_S = 240.0
 
 
 @dataclass(frozen=True)
@@ -28,16 +43,12 @@ class Stage:
 
 
 def stages(settings: Settings) -> tuple[Stage, ...]:
-    """The demo pipeline after the stack is up; each is a ``cadenza`` command."""
+    """The batch stages after the stack is up; each is a ``cadenza`` command."""
     sample = str((settings.data_dir / "sample-fma").resolve())
     return (
         Stage("sample catalogue (FMA layout, real MP3s)", ("sample-data", sample, "--tracks", "240")),
         Stage("ETL: audio features -> MongoDB", ("etl", "run", "--fma-dir", sample)),
         Stage("train and promote the K-Means model", ("model", "train", "--k-range", "6:12:2")),
-        Stage(
-            "stream: assign the announced tracks (tracks.new -> tracks.assigned)",
-            ("stream", "assign", "--once"),
-        ),
     )
 
 
@@ -46,25 +57,103 @@ def _available(app: typer.Typer, command: str) -> bool:
     return command in names
 
 
-def demo() -> None:
-    """Start the local stack and every Cadenza stage on sample data, then print where to
-    look. Re-running resumes: every stage is idempotent."""
+def gateway_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.gateway_host in ("0.0.0.0", "::") else settings.gateway_host
+    return f"http://{host}:{settings.gateway_port}"
+
+
+def wait_ready(settings: Settings, timeout: float = READY_TIMEOUT_S) -> None:
+    """Until the gateway's /readyz answers 200 (it needs MongoDB, Kafka and its feed)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(gateway_url(settings) + "/readyz", timeout=3) as r:
+                if r.status == 200:
+                    return
+        except urllib.error.HTTPError as err:
+            last = err.read().decode("utf-8", "replace")[:300]
+        except OSError as err:
+            last = str(err)
+        time.sleep(1.0)
+    raise InfraError(
+        f"the gateway was not ready after {timeout:.0f} s ({last}); "
+        f"see {settings.logs_path / 'gateway.log'} and `cadenza demo status`"
+    )
+
+
+@demo_app.callback()
+def demo(ctx: typer.Context) -> None:
+    """Start the stack, load the sample catalogue, train a model, and run the streaming
+    jobs, a recommender worker and the gateway; prints the player's address."""
+    if ctx.invoked_subcommand is not None:
+        return
     from infra.cli import app  # the root app, with every plugin registered
 
     settings = get_settings()
     started = time.monotonic()
-    stack = LocalStack(settings)
     with console.status("starting the local stack …"):
-        stack.up(report=lambda msg: console.print(f"  {msg}", highlight=False))
+        LocalStack(settings).up(report=lambda msg: console.print(f"  {msg}", highlight=False))
     for stage in stages(settings):
         if not _available(app, stage.argv[0]):
-            console.print(f"  [yellow]skipped[/] {stage.name}: `cadenza {stage.argv[0]}` is not installed")
-            continue
+            raise InfraError(f"`cadenza {stage.argv[0]}` is not installed: run `make install`")
         console.rule(stage.name)
         subprocess.run([sys.executable, "-m", "infra", *stage.argv], check=True)
-    console.print(f"[green]demo up[/] in {time.monotonic() - started:.1f} s")
-    console.print(f"  Kafka   {settings.bootstrap_servers}")
-    console.print(f"  MongoDB {settings.mongo_uri}{settings.mongodb_db}")
-    console.print("  streaming: `cadenza stream assign` and `cadenza stream plays` run the jobs live;")
-    console.print("             `cadenza stream status` shows them")
-    console.print("  stop it with `cadenza stack down`")
+    console.rule("streaming jobs, recommender and gateway (supervisord)")
+    supervise.start(settings)
+    with console.status("waiting for the gateway …"):
+        wait_ready(settings)
+    console.print(f"[green]demo up[/] in {time.monotonic() - started:.0f} s")
+    console.print(f"  player    {gateway_url(settings)}/  (sign in with any name)")
+    console.print(f"  ops       {gateway_url(settings)}/ops   metrics {gateway_url(settings)}/metrics")
+    console.print(f"  logs      {settings.logs_path}/<process>.log")
+    console.print(
+        "  `cadenza demo status` shows the processes and consumer lag; `cadenza demo stop` stops it all"
+    )
+
+
+@demo_app.command("status")
+def demo_status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Each demo process (supervisord's view) and the consumer lag."""
+    from infra.offsets import lag_rows
+
+    settings = get_settings()
+    rows = supervise.status(settings)
+    try:
+        lag = [r.to_dict() for r in lag_rows(settings)]
+    except InfraError as err:
+        lag = []
+        console.print(f"[yellow]lag unavailable:[/] {err}")
+    if as_json:
+        print(json.dumps({"processes": rows, "lag": lag}, indent=2))
+        return
+    table = Table(title="Demo processes", title_justify="left")
+    for col in ("process", "state", "info"):
+        table.add_column(col)
+    for row in rows:
+        colour = "green" if row["state"] == "RUNNING" else "red"
+        table.add_row(row["name"], f"[{colour}]{row['state']}[/]", row["info"])
+    console.print(table)
+    totals: dict[str, int] = {}
+    for r in lag:
+        totals[r["name"]] = totals.get(r["name"], 0) + int(r["lag"])
+    lag_table = Table(title="Consumer lag (cadenza lag for detail)", title_justify="left")
+    lag_table.add_column("consumer")
+    lag_table.add_column("lag", justify="right")
+    for name, total in sorted(totals.items()):
+        lag_table.add_row(name, str(total))
+    console.print(lag_table)
+
+
+@demo_app.command("stop")
+def demo_stop(
+    keep_stack: bool = typer.Option(False, "--keep-stack", help="Leave Kafka and FerretDB up."),
+) -> None:
+    """Stop the demo's processes, then the local stack."""
+    settings = get_settings()
+    with console.status("stopping the demo processes …"):
+        stopped = supervise.stop(settings)
+    console.print("demo processes stopped" if stopped else "no demo processes were running")
+    if not keep_stack:
+        LocalStack(settings).down()
+        console.print("local stack stopped")

@@ -1,0 +1,158 @@
+"""The demo's long-running processes under supervisord: streaming jobs, recommender, gateway.
+
+Source: settings (the stack's addresses, the data dir). Destinations:
+``<data dir>/run/supervisord.conf`` (generated), one log per process under
+``<data dir>/logs/<program>.log``, and supervisord itself (daemon, pid in
+``<data dir>/run/supervisord.pid``, control socket ``<data dir>/run/supervisor.sock``),
+which restarts a program that dies. ``cadenza demo status`` and ``cadenza demo stop``
+talk to it through ``supervisorctl``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.errors import InfraError
+from infra.settings import Settings, child_env
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    argv: tuple[str, ...]  # arguments of ``python -m infra`` (the cadenza command)
+
+
+#: What runs while the demo is up, in start order.
+PROGRAMS = (
+    Program("stream-assign", ("stream", "assign")),
+    Program("stream-plays", ("stream", "plays")),
+    Program("recommender", ("recommender",)),
+    Program("gateway", ("gateway",)),
+)
+
+
+def conf_path(settings: Settings) -> Path:
+    return settings.run_path / "supervisord.conf"
+
+
+def render(settings: Settings, python: str = sys.executable) -> str:
+    """supervisord.conf for :data:`PROGRAMS` (pure)."""
+    run, logs = settings.run_path.resolve(), settings.logs_path.resolve()
+    env = child_env(settings, demo_signin=True)
+    environment = ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(env.items()) if _plain(k))
+    parts = [
+        "[unix_http_server]",
+        f"file={run / 'supervisor.sock'}",
+        "chmod=0700",
+        "",
+        "[supervisord]",
+        f"pidfile={run / 'supervisord.pid'}",
+        f"logfile={logs / 'supervisord.log'}",
+        "logfile_maxbytes=10MB",
+        "logfile_backups=2",
+        f"directory={Path.cwd().resolve()}",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{run / 'supervisor.sock'}",
+        "",
+    ]
+    for priority, program in enumerate(PROGRAMS, start=1):
+        parts += [
+            f"[program:{program.name}]",
+            f"command={shlex.join([python, '-m', 'infra', *program.argv])}",
+            f"environment={environment}",
+            f"priority={priority * 10}",
+            "autorestart=true",
+            "startsecs=5",
+            "startretries=5",
+            "stopsignal=TERM",
+            "stopwaitsecs=60",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
+            f"stdout_logfile={logs / (program.name + '.log')}",
+            "stdout_logfile_maxbytes=20MB",
+            "stdout_logfile_backups=2",
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def _plain(key: str) -> bool:
+    return key.replace("_", "").isalnum()
+
+
+def _quote(value: str) -> str:
+    # supervisord's environment= values: double-quoted, no % expansion.
+    return value.replace("%", "%%").replace('"', "'")
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        raise InfraError(
+            f"{name} is not installed: run `make install` (it comes with the supervisor package)"
+        )
+    return found
+
+
+def ctl(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``supervisorctl -c <conf> args…``."""
+    return subprocess.run(
+        [_tool("supervisorctl"), "-c", str(conf_path(settings)), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def running(settings: Settings) -> bool:
+    return conf_path(settings).is_file() and ctl(settings, "pid").returncode == 0
+
+
+def start(settings: Settings) -> None:
+    """Write the config and start supervisord (or have a running one re-read it)."""
+    settings.run_path.mkdir(parents=True, exist_ok=True)
+    settings.logs_path.mkdir(parents=True, exist_ok=True)
+    conf_path(settings).write_text(render(settings), encoding="utf-8")
+    if running(settings):
+        ctl(settings, "update")
+        ctl(settings, "start", "all")
+        return
+    done = subprocess.run(
+        [_tool("supervisord"), "-c", str(conf_path(settings))], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise InfraError(f"supervisord did not start: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def status(settings: Settings) -> list[dict[str, str]]:
+    """One row per program: name, state (RUNNING, STARTING, BACKOFF, STOPPED…), details."""
+    if not running(settings):
+        return [{"name": p.name, "state": "STOPPED", "info": "supervisord is not running"} for p in PROGRAMS]
+    rows = []
+    for line in ctl(settings, "status").stdout.splitlines():
+        fields = line.split(None, 2)
+        if len(fields) >= 2:
+            rows.append({"name": fields[0], "state": fields[1], "info": fields[2] if len(fields) > 2 else ""})
+    return rows
+
+
+def stop(settings: Settings) -> bool:
+    """Stop every program and supervisord; False when it was not running."""
+    if not running(settings):
+        return False
+    ctl(settings, "shutdown")
+    deadline = time.monotonic() + 120
+    while running(settings) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return True
