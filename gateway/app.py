@@ -65,6 +65,7 @@ class Gateway:
     metrics: GatewayMetrics
     feed: Feed
     similar: catalogue.Similar
+    audio_paths: catalogue.AudioPaths = field(default_factory=catalogue.AudioPaths)
     producer: AIOKafkaProducer | None = None
     mongo: Any = None
     lag: list[LagRow] = field(default_factory=list)
@@ -310,7 +311,7 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
 
     async def audio(request: Request, who: tokens.Claims) -> Response:
         tid = parse_track_id(request.path_params["track_id"])
-        relative = await gw.query(catalogue.audio_path, gw.db, tid)
+        relative = await gw.query(gw.audio_paths.get, gw.db, tid)
         file = resolve_audio(settings.audio_root, relative)
         return await audio_response(request, file)
 

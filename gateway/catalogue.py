@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -108,7 +109,33 @@ def audio_path(db: Db, track_id: int) -> str | None:
     doc = db.tracks.find_one({"_id": track_id}, {"audio_path": 1})
     if doc is None:
         raise NotFoundError(f"no track {track_id}")
-    return doc.get("audio_path")
+    path = doc.get("audio_path")
+    return path if isinstance(path, str) else None
+
+
+@dataclass
+class AudioPaths:
+    """:func:`audio_path` with a small time-bounded cache: a player asks for many ranges
+    of the same track, and a track's file rarely moves."""
+
+    ttl_s: float = 60.0
+    size: int = 10_000
+    _cache: OrderedDict[int, tuple[float, str | None]] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, db: Db, track_id: int) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(track_id)
+            if hit is not None and now - hit[0] < self.ttl_s:
+                return hit[1]
+        path = audio_path(db, track_id)
+        with self._lock:
+            self._cache[track_id] = (now, path)
+            self._cache.move_to_end(track_id)
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return path
 
 
 @dataclass

@@ -57,23 +57,26 @@ class Hub:
     _by_user: dict[str, set[Connection]] = field(default_factory=dict)
     _latest: OrderedDict[str, str] = field(default_factory=OrderedDict)
     trending: dict[int, str] = field(default_factory=dict)
+    _count: int = 0
 
     def connect(self, user_id: str) -> Connection:
         conn = Connection(user_id, asyncio.Queue(self.queue_size))
         self._by_user.setdefault(user_id, set()).add(conn)
-        self.metrics.connections = self.count()
+        self._count += 1
+        self.metrics.connections = self._count
         return conn
 
     def disconnect(self, conn: Connection) -> None:
         conns = self._by_user.get(conn.user_id)
-        if conns is not None:
+        if conns is not None and conn in conns:
             conns.discard(conn)
+            self._count -= 1
             if not conns:
                 del self._by_user[conn.user_id]
-        self.metrics.connections = self.count()
+        self.metrics.connections = self._count
 
     def count(self) -> int:
-        return sum(len(c) for c in self._by_user.values())
+        return self._count
 
     def listeners(self) -> int:
         return len(self._by_user)
