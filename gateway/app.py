@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import time
@@ -38,7 +39,7 @@ from gateway import catalogue, tokens
 from gateway.audio import audio_response, resolve_audio
 from gateway.errors import AuthError, BadRequestError, NotFoundError, UnavailableError
 from gateway.feed import Feed
-from gateway.hub import CLOSE_SLOW, CLOSE_UNAUTHORIZED, Connection, Hub
+from gateway.hub import CLOSE_UNAUTHORIZED, Connection, Hub
 from gateway.metrics import GatewayMetrics
 from gateway.plays import parse_report, play_event, record
 from infra.kafka_clients import aio_producer
@@ -330,8 +331,8 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
             await websocket.send_text(json.dumps({"type": "hello", "user_id": who.user_id}))
             for text in [*hub.trending.values(), hub.latest(who.user_id)]:
                 if text is not None:
-                    conn.offer(text)
-            await serve(websocket, conn, settings.gateway_heartbeat_s, metrics)
+                    hub.offer(conn, text)
+            await serve(websocket, conn, metrics)
         finally:
             hub.disconnect(conn)
 
@@ -348,6 +349,11 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
                 )
                 gw.producer = None
             gw.tasks.append(asyncio.create_task(gw.feed.run(), name="gateway-feed"))
+        gw.tasks.append(asyncio.create_task(hub.heartbeat(settings.gateway_heartbeat_s), name="heartbeat"))
+        # The objects made at start-up (modules, app, clients) live as long as the process:
+        # keep them out of every later garbage collection, so pauses stay short.
+        gc.collect()
+        gc.freeze()
         app.state.gateway = gw
         try:
             yield
@@ -387,46 +393,39 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
     return app
 
 
-async def serve(websocket: WebSocket, conn: Connection, heartbeat_s: float, metrics: GatewayMetrics) -> None:
-    """Run one connection: a writer draining its queue, a reader taking pongs, pings on a
-    timer; returns when the browser leaves, stops answering, or is too slow."""
-    last_heard = time.monotonic()
+async def serve(websocket: WebSocket, conn: Connection, metrics: GatewayMetrics) -> None:
+    """Run one connection with two tasks: a writer draining its queue, a reader taking
+    the browser's pongs; returns when the browser leaves or the hub closes the
+    connection (too slow, or silent: code 4408)."""
 
-    async def writer() -> None:
+    async def writer() -> int:
         while True:
-            text, queued = await conn.queue.get()
-            await websocket.send_text(text)
-            metrics.pushed(time.perf_counter() - queued)
+            await conn.wake.wait()
+            conn.wake.clear()
+            while conn.pending and conn.closing is None:
+                text, queued = conn.pending.popleft()
+                await websocket.send_text(text)
+                metrics.pushed(time.perf_counter() - queued)
+            if conn.closing is not None:
+                return conn.closing
 
     async def reader() -> None:
-        nonlocal last_heard
         while True:
             await websocket.receive_text()
-            last_heard = time.monotonic()
+            conn.heard()
 
-    async def heartbeat() -> int:
-        while True:
-            await asyncio.sleep(heartbeat_s)
-            if time.monotonic() - last_heard > 3 * heartbeat_s:
-                return CLOSE_SLOW
-            conn.offer(json.dumps({"type": "ping", "ts": time.time()}))
-
-    async def overflow() -> int:
-        await conn.slow.wait()
-        return CLOSE_SLOW
-
-    tasks = [asyncio.create_task(c) for c in (writer(), reader(), heartbeat(), overflow())]
+    tasks = [asyncio.ensure_future(writer()), asyncio.ensure_future(reader())]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for t in tasks:
             t.cancel()
     finished = next(iter(done))
-    if finished.cancelled() or finished.exception() is not None:
+    code = None if finished.cancelled() or finished.exception() is not None else finished.result()
+    if code is None:
         return  # the browser went away (WebSocketDisconnect) or the socket broke
-    code = finished.result() or CLOSE_SLOW
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(websocket.close(code, "too slow" if conn.slow.is_set() else "no pong"), 1.0)
+        await asyncio.wait_for(websocket.close(code, "too slow or silent"), 1.0)
 
 
 async def json_body(request: Request) -> Any:

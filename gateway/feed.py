@@ -110,6 +110,8 @@ class Feed:
     def _handle(self, topic: str, record: Any, *, replay: bool) -> None:
         kind = self.names[topic]
         self.hub.metrics.feed_messages[kind] += 1
+        if not replay and record.timestamp:
+            self.hub.metrics.feed_delay.observe(max(0.0, time.time() - record.timestamp / 1000))
         try:
             data, text = envelope(kind, record.value or b"")
             if kind == "recommendations":

@@ -1,22 +1,23 @@
 """Fan-out of recommendations and trending windows to the websockets of this gateway process.
 
 Sources: :mod:`gateway.feed` (every ``Recommendation`` and ``Trending`` message read
-from Kafka) and the websocket endpoint (connections come and go). Destinations: each
-connection's bounded send queue, drained by that connection's writer task in
-:mod:`gateway.app`; the latest list per listener (bounded, least recently updated
+from Kafka), the websocket endpoint (connections come and go) and a heartbeat timer.
+Destinations: each connection's bounded send queue, drained by that connection's
+writer task in :mod:`gateway.app`; the latest list per listener (bounded, least recently updated
 dropped first) so a (re)connecting listener gets it at once; the counters in
 :class:`gateway.metrics.GatewayMetrics`.
 
 A connection whose queue is full is a browser that cannot keep up: it is marked
-``slow`` and its writer closes it with code 4408, so one slow listener never delays
-the others (pushing never awaits).
+closing and its writer closes it with code 4408, so one slow listener never delays
+the others (pushing never awaits). So is a socket that has not answered three pings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -29,24 +30,40 @@ CLOSE_SHUTDOWN: Final = 1001
 
 @dataclass(eq=False)
 class Connection:
-    """One websocket: who it is, and what waits to be sent (text, time queued)."""
+    """One websocket: who it is, what waits to be sent (text, time queued), and whether
+    it must be closed (and with which code).
+
+    A connection costs two asyncio tasks (its writer and its reader); pings and
+    liveness checks come from the hub's one heartbeat task, which keeps per-socket
+    objects, and so garbage-collection pauses, small with thousands of sockets.
+    """
 
     user_id: str
-    queue: asyncio.Queue[tuple[str, float]]
-    #: Set when the queue overflowed: the endpoint then drops the connection (4408).
-    slow: asyncio.Event = field(default_factory=asyncio.Event)
-    connected: float = field(default_factory=time.monotonic)
+    limit: int
+    pending: deque[tuple[str, float]] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: int | None = None
+    last_heard: float = field(default_factory=time.monotonic)
 
     def offer(self, text: str) -> bool:
-        """Queue ``text`` without waiting; False (and the connection marked slow) when full."""
-        if self.slow.is_set():
+        """Queue ``text`` without waiting; False when closing, or when the queue is full
+        (the connection is then closed as slow)."""
+        if self.closing is not None:
             return False
-        try:
-            self.queue.put_nowait((text, time.perf_counter()))
-        except asyncio.QueueFull:
-            self.slow.set()
+        if len(self.pending) >= self.limit:
+            self.close(CLOSE_SLOW)
             return False
+        self.pending.append((text, time.perf_counter()))
+        self.wake.set()
         return True
+
+    def close(self, code: int) -> None:
+        if self.closing is None:
+            self.closing = code
+        self.wake.set()
+
+    def heard(self) -> None:
+        self.last_heard = time.monotonic()
 
 
 @dataclass
@@ -60,7 +77,7 @@ class Hub:
     _count: int = 0
 
     def connect(self, user_id: str) -> Connection:
-        conn = Connection(user_id, asyncio.Queue(self.queue_size))
+        conn = Connection(user_id, self.queue_size)
         self._by_user.setdefault(user_id, set()).add(conn)
         self._count += 1
         self.metrics.connections = self._count
@@ -81,6 +98,22 @@ class Hub:
     def listeners(self) -> int:
         return len(self._by_user)
 
+    def connections(self) -> list[Connection]:
+        return [c for conns in self._by_user.values() for c in conns]
+
+    async def heartbeat(self, interval_s: float) -> None:
+        """Every ``interval_s``: ping every socket, and close those silent for three
+        intervals (code 4408). Runs for the life of the gateway."""
+        while True:
+            await asyncio.sleep(interval_s)
+            now = time.monotonic()
+            ping = json.dumps({"type": "ping", "ts": time.time()})
+            for conn in self.connections():
+                if now - conn.last_heard > 3 * interval_s:
+                    conn.close(CLOSE_SLOW)
+                else:
+                    self.offer(conn, ping)
+
     def latest(self, user_id: str) -> str | None:
         return self._latest.get(user_id)
 
@@ -96,11 +129,16 @@ class Hub:
         self.remember(user_id, text)
         delivered = 0
         for conn in self._by_user.get(user_id, ()):
-            if conn.offer(text):
-                delivered += 1
-            else:
-                self.metrics.slow_disconnects += 1
+            delivered += self.offer(conn, text)
         return delivered
+
+    def offer(self, conn: Connection, text: str) -> bool:
+        """Queue ``text`` on ``conn``, counting a connection that overflows (once)."""
+        open_before = conn.closing is None
+        ok = conn.offer(text)
+        if not ok and open_before and conn.closing == CLOSE_SLOW:
+            self.metrics.slow_disconnects += 1
+        return ok
 
     def broadcast(self, cluster: int, text: str) -> int:
         """Keep ``text`` as the cluster's trending window and queue it for every connection."""
@@ -108,8 +146,5 @@ class Hub:
         delivered = 0
         for conns in self._by_user.values():
             for conn in conns:
-                if conn.offer(text):
-                    delivered += 1
-                else:
-                    self.metrics.slow_disconnects += 1
+                delivered += self.offer(conn, text)
         return delivered

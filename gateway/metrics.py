@@ -30,6 +30,8 @@ class GatewayMetrics:
     auth_failures: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # by kind
     fanout: Histogram = field(default_factory=Histogram)
+    #: From a message's Kafka timestamp (its producer's clock) to this gateway reading it.
+    feed_delay: Histogram = field(default_factory=Histogram)
     feed_messages: Counter[str] = field(default_factory=Counter)  # by topic
     _last: tuple[float, int, int] | None = None
 
@@ -109,6 +111,10 @@ class GatewayMetrics:
             ),
             *self.fanout.lines(
                 "cadenza_gateway_fanout_seconds", "From a message reaching the gateway to its websocket send."
+            ),
+            *self.feed_delay.lines(
+                "cadenza_gateway_feed_delay_seconds",
+                "From a message's Kafka timestamp to the gateway reading it (includes clock skew).",
             ),
             *family(
                 "cadenza_consumer_lag",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.hub import Hub
+from gateway.hub import CLOSE_SLOW, Hub
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -16,8 +16,8 @@ def test_a_push_reaches_only_that_listeners_connections() -> None:
         hub = Hub(queue_size=4)
         a1, a2, b = hub.connect("a"), hub.connect("a"), hub.connect("b")
         assert hub.push("a", "for-a") == 2
-        assert a1.queue.get_nowait()[0] == a2.queue.get_nowait()[0] == "for-a"
-        assert b.queue.empty()
+        assert a1.pending[0][0] == a2.pending[0][0] == "for-a"
+        assert not b.pending and a1.wake.is_set() and not b.wake.is_set()
         assert hub.latest("a") == "for-a" and hub.latest("b") is None
         assert hub.count() == 3 and hub.listeners() == 2
         hub.disconnect(a1)
@@ -34,11 +34,12 @@ def test_a_full_queue_marks_the_connection_slow_without_touching_others() -> Non
         slow, fast = hub.connect("s"), hub.connect("f")
         for i in range(2):
             assert hub.push("s", f"m{i}") == 1
-        assert not slow.slow.is_set()
+        assert slow.closing is None
         assert hub.push("s", "m2") == 0
-        assert slow.slow.is_set() and hub.metrics.slow_disconnects == 1
-        assert hub.push("f", "ok") == 1 and not fast.slow.is_set()
-        assert hub.latest("s") == "m2"  # remembered for the next connection all the same
+        assert hub.push("s", "m3") == 0
+        assert slow.closing == CLOSE_SLOW and hub.metrics.slow_disconnects == 1
+        assert hub.push("f", "ok") == 1 and fast.closing is None
+        assert hub.latest("s") == "m3"  # remembered for the next connection all the same
 
     run(scenario())
 
@@ -48,10 +49,25 @@ def test_broadcast_reaches_everyone_and_the_latest_cache_is_bounded() -> None:
         hub = Hub(queue_size=4, latest_kept=3)
         conns = [hub.connect(u) for u in ("a", "b", "c")]
         assert hub.broadcast(7, "hot") == 3
-        assert all(c.queue.get_nowait()[0] == "hot" for c in conns)
+        assert all(c.pending[0][0] == "hot" for c in conns)
         assert hub.trending == {7: "hot"}
         for user in ("u1", "u2", "u3", "u1", "u4"):
             hub.remember(user, user)
         assert [hub.latest(u) for u in ("u1", "u2", "u3", "u4")] == ["u1", None, "u3", "u4"]
+
+    run(scenario())
+
+
+def test_the_heartbeat_pings_and_closes_silent_sockets() -> None:
+    async def scenario() -> None:
+        hub = Hub(queue_size=8)
+        quiet, chatty = hub.connect("q"), hub.connect("c")
+        beat = asyncio.create_task(hub.heartbeat(0.02))
+        for _ in range(6):
+            await asyncio.sleep(0.02)
+            chatty.heard()
+        beat.cancel()
+        assert any('"ping"' in text for text, _ in chatty.pending) and chatty.closing is None
+        assert quiet.closing == CLOSE_SLOW
 
     run(scenario())
