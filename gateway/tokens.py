@@ -72,11 +72,10 @@ def verify(secret: str, token: str | None, *, now: float) -> Claims:
     if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
         raise AuthError("malformed token")
     payload, signature = token.split(".")
-    try:
-        expected = _sign(secret.encode("utf-8"), payload)
-    except UnicodeEncodeError:
-        raise AuthError("malformed token") from None
-    if not hmac.compare_digest(expected, signature):
+    if not (payload.isascii() and signature.isascii()):
+        raise AuthError("malformed token")
+    expected = _sign(secret.encode("utf-8"), payload)
+    if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii")):
         raise AuthError("invalid token signature")
     try:
         claims = json.loads(_unb64(payload))
