@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from infra.errors import InfraError
 from infra.settings import Settings, child_env
 
@@ -44,7 +46,7 @@ def conf_path(settings: Settings) -> Path:
 def render(settings: Settings, python: str = sys.executable) -> str:
     """supervisord.conf for :data:`PROGRAMS` (pure)."""
     run, logs = settings.run_path.resolve(), settings.logs_path.resolve()
-    env = child_env(settings, demo_signin=True)
+    env = child_env(settings, **{**configured(settings), "demo_signin": True})
     environment = ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(env.items()) if _plain(k))
     parts = [
         "[unix_http_server]",
@@ -85,6 +87,18 @@ def render(settings: Settings, python: str = sys.executable) -> str:
             "",
         ]
     return "\n".join(parts)
+
+
+def configured(settings: Settings) -> dict[str, object]:
+    """The settings given explicitly (environment, .env or arguments), so the programs
+    run with this configuration whatever supervisord's own environment holds."""
+    out: dict[str, object] = {}
+    for name in sorted(settings.model_fields_set):
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        out[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return out
 
 
 def _plain(key: str) -> bool:
