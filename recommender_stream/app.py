@@ -16,7 +16,6 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Final
 
 import faust
@@ -35,8 +34,6 @@ from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_NEW, TRENDING
 log = logging.getLogger("cadenza.recommender")
 TABLE: Final = "listeners"
 MODEL_CHECK_S: Final = 5.0
-BATCH: Final = 200
-BATCH_WITHIN_S: Final = 0.002
 
 
 def app_id(settings: Settings) -> str:
@@ -122,19 +119,16 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
 
     @app.agent(plays, name="plays")
     async def on_plays(stream: Any) -> None:
-        # Plays are taken in small batches (at most BATCH, or what arrived within
-        # BATCH_WITHIN_S): one table write per listener per batch instead of per play.
-        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        # One event at a time: Faust acks an event when the next is taken, after its
+        # outputs are handed to the producer and its table write is made. (Faust's
+        # ``take_events`` batching was tried and dropped: it can ack an event that
+        # arrives while a batch is being processed without ever yielding it.)
+        async for event in stream.events():
             await runtime.ready.wait()
-            by_offset = {(e.message.partition, e.message.offset): e for e in events}
-            records = [
-                Record(m.topic, m.partition, m.offset, m.key, m.value) for m in (e.message for e in events)
-            ]
-            # The table writes a listener's changelog record to the partition of the
-            # current event: make it one of that listener's events.
-            writing_for = partial(_set_event, stream, by_offset)
+            m = event.message
+            record = Record(m.topic, m.partition, m.offset, m.key, m.value)
             assert runtime.send is not None
-            await runtime.send(runtime.processor.on_plays(records, listeners, writing_for))
+            await runtime.send(runtime.processor.on_plays([record], listeners))
 
     @app.task
     async def feeds() -> None:
@@ -147,10 +141,6 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
         return web.text(text, content_type="text/plain")
 
     return app, runtime
-
-
-def _set_event(stream: Any, by_offset: dict[tuple[int, int], Any], record: Record) -> None:
-    stream._set_current_event(by_offset[record.partition, record.offset])
 
 
 def _load(settings: Settings) -> Catalogue:

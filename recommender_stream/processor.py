@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -81,18 +81,11 @@ class Processor:
     def on_play(self, record: Record, table: MutableMapping[str, Any]) -> list[Output]:
         return self.on_plays([record], table)
 
-    def on_plays(
-        self,
-        records: Sequence[Record],
-        table: MutableMapping[str, Any],
-        before_write: Callable[[Record], None] | None = None,
-    ) -> list[Output]:
-        """Apply a batch of plays in order; each listener's state is read from and written
-        back to ``table`` once per batch (``before_write`` is told which of the listener's
-        records the write belongs to). One recommendation per applied play."""
+    def on_plays(self, records: Sequence[Record], table: MutableMapping[str, Any]) -> list[Output]:
+        """Apply plays in order; each listener's state is read from and written back to
+        ``table`` once per call. One recommendation per applied play."""
         outputs: list[Output] = []
         states: dict[str, ListenerState] = {}
-        last: dict[str, Record] = {}
         for record in records:
             started = time.perf_counter()
             self.metrics.event_in()
@@ -107,7 +100,6 @@ class Processor:
             state = states.get(event.user_id)
             if state is None:
                 state = states[event.user_id] = ListenerState.from_dict(table.get(event.user_id))
-            last[event.user_id] = record
             ts = event.ts.timestamp()
             applied = state.apply(
                 str(event.event_id),
@@ -133,8 +125,6 @@ class Processor:
             outputs.append(Output("recommendations", encode_key(event.user_id), encode(message)))
         for user, state in states.items():
             if state.changed:
-                if before_write is not None:
-                    before_write(last[user])
                 table[user] = state.to_dict()
         return outputs
 
