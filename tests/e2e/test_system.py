@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,9 +28,9 @@ from schemas.json_schema import export
 from schemas.topics import PLAYS
 from tests.e2e.conftest import System
 from tests.gateway.test_browser import AUDIO_PLAYING, CHROMIUM, CHROMIUM_ARGS, UPNEXT_IDS
+from tests.infra.test_upstream_publisher import publish
 
 pytestmark = [pytest.mark.stack, pytest.mark.spark, pytest.mark.e2e]
-UPSTREAM = Path(__file__).resolve().parents[2] / "infra" / "deploy" / "upstream_publisher.py"
 UI_TIMEOUT_MS = 30_000
 
 
@@ -198,24 +196,7 @@ def test_an_upstream_track_is_assigned_by_spark_and_recommendable_at_once(
     schemas = tmp_path / "schemas"
     export(schemas, settings.topic_prefix)
     added_before = system.worker_metric("cadenza_recommender_tracks_added_total")
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(UPSTREAM),
-            "--bootstrap",
-            settings.bootstrap_servers,
-            "--topic-prefix",
-            settings.topic_prefix,
-            "--schemas",
-            str(schemas),
-            "track",
-            str(tmp_path / "track.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = publish(settings, schemas, "track", str(tmp_path / "track.json"))
     assert done.returncode == 0, done.stderr
     # The recommender places it at once; the streaming job stores it with Spark's cluster.
     system.wait(
