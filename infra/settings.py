@@ -152,8 +152,7 @@ class Settings(BaseSettings):
     faust_store: Literal["memory", "rocksdb"] = Field(
         "memory",
         description="Where a recommender worker keeps its table: memory, rebuilt from the changelog "
-        "topic at start; or RocksDB on local disk (needs `pip install rocksdict`; it stalled after a "
-        "kill -9 restart in our tests, see README).",
+        "topic at start; or RocksDB on local disk (needs `pip install rocksdict`).",
     )
 
     # --- gateway ----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from recommender_stream.catalogue import Catalogue
 from recommender_stream.catalogue_loader import load_catalogue, load_model
 from recommender_stream.listener import Limits
 from recommender_stream.processor import Output, Processor, Record
+from recommender_stream.recovery import SafeTableManager
 from schemas.cluster_model import current_version
 from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_NEW, TRENDING
 
@@ -92,6 +93,8 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
         broker_heartbeat_interval=3.0,
         key_serializer="json",
         value_serializer="json",
+        # Faust's stock recovery can drop the plays a restarted worker fetches (recovery.py).
+        TableManager=SafeTableManager,
     )
     runtime = Runtime(
         settings,

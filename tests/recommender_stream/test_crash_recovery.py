@@ -1,17 +1,10 @@
-"""REPRODUCTION OF AN OPEN BUG, not part of the suite (the file name keeps pytest from
-collecting it). Run it explicitly:
-``.venv/bin/pytest tests/recommender_stream/_crash_recovery_repro.py -p no:cacheprovider``.
-
-Observed (memory and RocksDB table stores): after ``kill -9`` and a restart, the new
-worker logs "Worker ready" with all six partitions active, then sometimes consumes
-nothing more from ``cadenza.plays`` (it passed once in three runs). Until that is
-understood, issue 7's crash-recovery requirement is not met.
-
-kill -9 a recommender worker mid-stream and restart it: state recovered, every play counted once.
+"""kill -9 a recommender worker mid-stream and restart it: state recovered, every play counted once.
 
 Listener state lives in a Faust table changelogged to Kafka. After the crash, the new
 worker restores the table and re-reads the uncommitted plays; the bounded list of seen
-event ids makes the replay (and plays re-sent by a producer) change nothing. The final
+event ids makes the replay (and plays re-sent by a producer) change nothing. (Faust's
+stock recovery could drop the plays fetched while it finished; see
+``recommender_stream/recovery.py``.) The final
 state of each listener, read from the changelog topic, must equal the state recomputed
 in the test from that listener's distinct events, in order.
 """
