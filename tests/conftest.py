@@ -10,6 +10,7 @@ tests never see each other's data.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,3 +114,23 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
         yield session
     finally:
         session.stop()
+
+
+def topic_reader(settings: Settings, topic: str) -> Any:
+    """A consumer of every partition of ``topic`` from its beginning, without a consumer
+    group (no group join to wait for; nothing committed)."""
+    from kafka import TopicPartition
+
+    from infra.kafka_clients import consumer
+
+    c = consumer(settings, group_id=None)
+    deadline = time.monotonic() + 30
+    parts = c.partitions_for_topic(topic)
+    while not parts and time.monotonic() < deadline:
+        time.sleep(0.2)
+        parts = c.partitions_for_topic(topic)
+    assert parts, f"topic {topic} has no partitions"
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    return c

@@ -22,6 +22,7 @@ from infra.settings import Settings, child_env
 from schemas.codec import decode, encode, encode_key
 from schemas.events import DeadLetter, PlayEvent, Recommendation, RecommendedTrack
 from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS
+from tests.conftest import topic_reader
 from tests.gateway.conftest import token_for
 from tests.recommender_stream.conftest import trained  # noqa: F401 - a fixture
 
@@ -30,7 +31,7 @@ Db = Database[dict[str, Any]]
 
 
 def read_all(settings: Settings, topic: str, expect: int, timeout: float = 20.0) -> list[Any]:
-    c = consumer(settings, topic, group_id=f"read-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest")
+    c = topic_reader(settings, topic)
     got: list[Any] = []
     deadline = time.monotonic() + timeout
     try:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from infra.stack.process import free_port
 from schemas.codec import decode, encode, encode_key
 from schemas.events import PlayEvent, PlayKind, Recommendation, RecommendedTrack
 from schemas.topics import PLAYS, RECOMMENDATIONS
+from tests.conftest import topic_reader
 
 Db = Database[dict[str, Any]]
 READY_TIMEOUT_S = 60.0
@@ -53,7 +53,7 @@ def catalogue_docs() -> list[dict[str, Any]]:
 
 def read_plays(settings: Settings, expect: int, timeout: float = 30.0) -> list[tuple[bytes, PlayEvent]]:
     """(key, event) of every record on the plays topic: until ``expect`` came, then 1.5 s more."""
-    c = consumer(settings, settings.topic(PLAYS), group_id=f"sim-test-{uuid.uuid4().hex[:6]}")
+    c = topic_reader(settings, settings.topic(PLAYS))
     got: list[tuple[bytes, PlayEvent]] = []
     try:
         deadline = time.monotonic() + timeout
