@@ -3,8 +3,9 @@
 Sources: the broker (the committed offsets of every consumer group that reads a
 Cadenza topic, i.e. one under ``CADENZA_TOPIC_PREFIX``, and the topics' log-end
 offsets) and the Structured Streaming checkpoints under ``<data dir>/checkpoints``
-(Spark's Kafka source keeps its offsets there, not in a group: the highest
-``offsets/<batch>`` file holds what a query has processed, even while it is stopped).
+(Spark's Kafka source keeps its offsets there, not in a group: the offsets of the highest
+batch with a ``commits/<batch>`` file are what a query has processed, even while it is
+stopped).
 Destinations: ``cadenza lag``, the gateway's ``/metrics`` and ``/api/ops``,
 ``cadenza stream status``.
 """
@@ -41,20 +42,29 @@ class LagRow:
         return asdict(self)
 
 
-def checkpoint_offsets(path: Path) -> dict[str, dict[int, int]]:
-    """Offsets (next to read) per topic and partition recorded by the latest batch of a checkpoint.
-
-    The last line of the highest-numbered file in ``<checkpoint>/offsets/`` is the Kafka
-    source's offsets JSON (``{"topic": {"0": 42}}``); empty when the query never ran.
-    """
-    directory = Path(path) / "offsets"
+def _batches(directory: Path) -> dict[int, Path]:
     try:
-        batches = sorted((int(p.name), p) for p in directory.iterdir() if p.name.isdigit())
+        return {int(p.name): p for p in directory.iterdir() if p.name.isdigit()}
     except (FileNotFoundError, NotADirectoryError):
         return {}
-    if not batches:
+
+
+def checkpoint_offsets(path: Path) -> dict[str, dict[int, int]]:
+    """Offsets (next to read) per topic and partition that a query has finished processing.
+
+    Spark writes ``<checkpoint>/offsets/<batch>`` when it plans a batch and
+    ``<checkpoint>/commits/<batch>`` once the batch's output is written: the offsets of
+    the highest committed batch are what the query has processed (the last line of that
+    file is the Kafka source's offsets JSON, ``{"topic": {"0": 42}}``). Empty when no
+    batch has finished.
+    """
+    planned = _batches(Path(path) / "offsets")
+    committed = [b for b in _batches(Path(path) / "commits") if b in planned]
+    if not committed:
         return {}
-    lines = [line for line in batches[-1][1].read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [
+        line for line in planned[max(committed)].read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     try:
         offsets = json.loads(lines[-1])
     except (json.JSONDecodeError, IndexError):

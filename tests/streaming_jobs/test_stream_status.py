@@ -26,7 +26,12 @@ from streaming_jobs.stream_status import (
 DEAD_PID = 2**22 + 1
 
 
-def write_offsets(checkpoint: Path, batch: int, offsets: dict[str, dict[str, int]]) -> None:
+def write_offsets(
+    checkpoint: Path, batch: int, offsets: dict[str, dict[str, int]], *, committed: bool = True
+) -> None:
+    if committed:
+        (checkpoint / "commits").mkdir(parents=True, exist_ok=True)
+        (checkpoint / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}', encoding="utf-8")
     directory = checkpoint / "offsets"
     directory.mkdir(parents=True, exist_ok=True)
     metadata = {"batchWatermarkMs": 0, "batchTimestampMs": 1_700_000_000_000 + batch, "conf": {}}
@@ -53,8 +58,22 @@ def test_checkpoint_offsets_come_from_the_highest_batch(tmp_path: Path) -> None:
     assert checkpoint_offsets(checkpoint) == {"t.plays": {0: 100, 1: 101, 2: 3}}
 
 
+def test_a_batch_planned_but_not_committed_is_not_processed_yet(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "plays-history"
+    assert checkpoint_offsets(checkpoint) == {}
+    write_offsets(checkpoint, 0, {"t.plays": {"0": 5}}, committed=False)
+    assert checkpoint_offsets(checkpoint) == {}  # the first batch is still being written
+    (checkpoint / "commits").mkdir()
+    (checkpoint / "commits" / "0").write_text("v1\n{}")
+    assert checkpoint_offsets(checkpoint) == {"t.plays": {0: 5}}
+    write_offsets(checkpoint, 1, {"t.plays": {"0": 9}}, committed=False)
+    assert checkpoint_offsets(checkpoint) == {"t.plays": {0: 5}}
+
+
 def test_checkpoint_offsets_tolerate_a_trailing_newline(tmp_path: Path) -> None:
     checkpoint = tmp_path / "q"
+    (checkpoint / "commits").mkdir(parents=True)
+    (checkpoint / "commits" / "3").write_text("v1\n{}")
     (checkpoint / "offsets").mkdir(parents=True)
     (checkpoint / "offsets" / "3").write_text('v1\n{"batchWatermarkMs":0}\n{"t.plays":{"0":42}}\n\n')
     assert checkpoint_offsets(checkpoint) == {"t.plays": {0: 42}}
