@@ -116,7 +116,8 @@ def audio_path(db: Db, track_id: int) -> str | None:
 @dataclass
 class AudioPaths:
     """:func:`audio_path` with a small time-bounded cache: a player asks for many ranges
-    of the same track, and a track's file rarely moves."""
+    of the same track, and a track's file rarely moves. Also how ``POST /api/plays``
+    checks that a track exists (unknown ids raise and are not cached)."""
 
     ttl_s: float = 60.0
     size: int = 10_000

@@ -105,7 +105,7 @@ class Feed:
     def _caught_up(self) -> None:
         self.error = None
         self.ready.set()
-        log.info("gateway feed caught up: %d listeners' latest lists cached", len(self.hub._latest))
+        log.info("gateway feed caught up: %d listeners' latest lists cached", self.hub.cached())
 
     def _handle(self, topic: str, record: Any, *, replay: bool) -> None:
         kind = self.names[topic]

@@ -114,6 +114,10 @@ class Hub:
                 else:
                     self.offer(conn, ping)
 
+    def cached(self) -> int:
+        """Listeners whose latest list is kept."""
+        return len(self._latest)
+
     def latest(self, user_id: str) -> str | None:
         return self._latest.get(user_id)
 
