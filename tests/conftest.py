@@ -134,3 +134,20 @@ def topic_reader(settings: Settings, topic: str) -> Any:
     c.assign(tps)
     c.seek_to_beginning(*tps)
     return c
+
+
+def read_until_idle(settings: Settings, topic: str, idle_polls: int = 4) -> list[Any]:
+    """Every record of ``topic`` (all partitions, from the beginning), read until
+    ``idle_polls`` polls of 0.5 s in a row bring nothing."""
+    c = topic_reader(settings, topic)
+    records: list[Any] = []
+    try:
+        idle = 0
+        while idle < idle_polls:
+            batch = c.poll(timeout_ms=500)
+            idle = 0 if batch else idle + 1
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        c.close()
+    return records

@@ -20,12 +20,12 @@ import pytest
 import websockets.sync.client as ws_client
 
 from gateway.tokens import issue
-from infra.kafka_clients import consumer
 from schemas.cluster_model import load_current
 from schemas.codec import decode
 from schemas.events import PlayEvent
 from schemas.json_schema import export
 from schemas.topics import PLAYS
+from tests.conftest import read_until_idle
 from tests.e2e.conftest import System
 from tests.gateway.test_browser import AUDIO_PLAYING, CHROMIUM, CHROMIUM_ARGS, UPNEXT_IDS
 from tests.infra.test_upstream_publisher import publish
@@ -40,26 +40,12 @@ def token(system: System, user: str) -> str:
 
 def topic_plays(system: System, prefix: str) -> list[PlayEvent]:
     """Every distinct PlayEvent on the plays topic of listeners whose id starts with ``prefix``."""
-    c = consumer(
-        system.settings,
-        system.settings.topic(PLAYS),
-        group_id=f"e2e-read-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-    )
     seen: dict[str, PlayEvent] = {}
-    try:
-        idle = 0
-        while idle < 4:
-            batch = c.poll(timeout_ms=500)
-            idle = 0 if batch else idle + 1
-            for records in batch.values():
-                for r in records:
-                    with contextlib.suppress(Exception):
-                        event = decode(PlayEvent, r.value)
-                        if event.user_id.startswith(prefix):
-                            seen[str(event.event_id)] = event
-    finally:
-        c.close()
+    for r in read_until_idle(system.settings, system.settings.topic(PLAYS)):
+        with contextlib.suppress(Exception):
+            event = decode(PlayEvent, r.value)
+            if event.user_id.startswith(prefix):
+                seen[str(event.event_id)] = event
     return list(seen.values())
 
 

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections import defaultdict
 from typing import Any
 
 import pytest
 
-from infra.kafka_clients import consumer
 from infra.settings import Settings
 from recommender_stream.app import changelog_topic
 from recommender_stream.listener import Limits, ListenerState
 from schemas.codec import encode, encode_key
 from schemas.events import PlayEvent, PlayKind
 from schemas.topics import PLAYS, RECOMMENDATIONS
+from tests.conftest import read_until_idle
 from tests.recommender_stream.conftest import Reader, Worker
 from tests.streaming_jobs._plays import publish
 
@@ -34,18 +33,9 @@ KINDS = (PlayKind.PLAY, PlayKind.PLAY, PlayKind.COMPLETE, PlayKind.SKIP, PlayKin
 
 
 def changelog_state(settings: Settings) -> dict[str, dict[str, Any]]:
-    c = consumer(settings, changelog_topic(settings), group_id=f"t-{uuid.uuid4().hex[:6]}")
     latest: dict[str, dict[str, Any]] = {}
-    try:
-        idle = 0
-        while idle < 4:
-            batch = c.poll(timeout_ms=500)
-            idle = 0 if batch else idle + 1
-            for records in batch.values():
-                for r in records:
-                    latest[json.loads(r.key)] = json.loads(r.value) if r.value is not None else {}
-    finally:
-        c.close()
+    for r in read_until_idle(settings, changelog_topic(settings)):
+        latest[json.loads(r.key)] = json.loads(r.value) if r.value is not None else {}
     return latest
 
 
