@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from infra.demo import demo_app
+from infra.groups import GroupAssignment
 from infra.kafka_clients import ensure_topics
 from infra.logs import setup_logging
 from infra.mongo import client, database, init_db
@@ -27,50 +28,69 @@ from schemas.json_schema import export
 
 console = Console()
 
-stack_app = typer.Typer(help="The local stack: Apache Kafka (KRaft) + FerretDB, under the data dir.")
+stack_app = typer.Typer(
+    help="The local stack under the data dir: Apache Kafka (KRaft) + FerretDB; with --profile cluster "
+    "three brokers, FerretDB and a Spark standalone cluster."
+)
 db_app = typer.Typer(help="MongoDB collections and indexes.")
 schemas_app = typer.Typer(help="Message contracts for upstream services.")
 
 
-def _settings() -> Settings:
-    settings = get_settings()
+def _settings(profile: str | None = None) -> Settings:
+    settings = get_settings(**({"stack_profile": profile} if profile else {}))
     setup_logging(settings.log_level, settings.log_format)
     return settings
 
 
+PROFILE = typer.Option(
+    None,
+    "--profile",
+    help="local (one broker) or cluster (three brokers, Spark standalone); default "
+    "CADENZA_STACK_PROFILE. Every later command needs the same profile: export "
+    "CADENZA_STACK_PROFILE=cluster.",
+)
+
+
 @stack_app.command("up")
-def stack_up() -> None:
-    """Start Kafka and FerretDB (building/resolving them into the cache on first run),
-    create the topics and the database indexes. Safe to run again."""
-    settings = _settings()
+def stack_up(profile: str | None = PROFILE) -> None:
+    """Start Kafka and FerretDB (and in the cluster profile the Spark master and workers),
+    building/resolving them into the cache on first run, then create the topics and the
+    database indexes. Safe to run again."""
+    settings = _settings(profile)
     started = time.monotonic()
     stack = LocalStack(settings)
     with console.status("starting the local stack …"):
         stack.up(report=lambda msg: console.print(f"  {msg}", highlight=False))
     console.print(f"[green]stack up[/] in {time.monotonic() - started:.1f} s")
     _print_status(stack.status(), settings)
+    if profile == "cluster" and get_settings().stack_profile != "cluster":
+        console.print(
+            "Cadenza's commands use the cluster when CADENZA_STACK_PROFILE=cluster is set: "
+            "[bold]export CADENZA_STACK_PROFILE=cluster[/]"
+        )
 
 
 @stack_app.command("prepare")
-def stack_prepare() -> None:
+def stack_prepare(profile: str | None = PROFILE) -> None:
     """Resolve Kafka's jars (Maven) and build FerretDB (Go) into the cache, so that
     later starts work offline. `stack up` does this itself when needed."""
-    stack = LocalStack(_settings())
+    stack = LocalStack(_settings(profile))
     with console.status("preparing the local stack (first time: about a minute) …"):
         stack.prepare(report=lambda msg: console.print(f"  {msg}", highlight=False))
 
 
 @stack_app.command("down")
-def stack_down() -> None:
+def stack_down(profile: str | None = PROFILE) -> None:
     """Stop the local stack's processes (data stays under the data dir)."""
-    LocalStack(_settings()).down(report=lambda msg: console.print(f"  {msg}", highlight=False))
+    LocalStack(_settings(profile)).down(report=lambda msg: console.print(f"  {msg}", highlight=False))
 
 
 @stack_app.command("status")
-def stack_status() -> None:
-    """Show each component, its address, the topics and whether each answers.
+def stack_status(profile: str | None = PROFILE) -> None:
+    """Show each component, its address, the topics (partitions, under-replicated ones),
+    the recommender group's partition assignment and whether each part answers.
     Exit code 1 if anything is down."""
-    settings = _settings()
+    settings = _settings(profile)
     status = LocalStack(settings).status()
     _print_status(status, settings)
     if not status.healthy:
@@ -88,12 +108,20 @@ def _print_status(status: StackStatus, settings: Settings) -> None:
     console.print(table)
     if status.topics:
         topics = Table(title=f"Topics on {settings.bootstrap_servers}", title_justify="left")
-        topics.add_column("topic")
-        topics.add_column("partitions", justify="right")
+        for col in ("topic", "partitions", "replicas", "under-replicated", "offline"):
+            topics.add_column(col, justify="left" if col == "topic" else "right")
         for t in status.topics:
             ok = t.partitions == t.expected
-            topics.add_row(t.name, f"{t.partitions}" if ok else f"[red]{t.partitions} (want {t.expected})[/]")
+            topics.add_row(
+                t.name,
+                f"{t.partitions}" if ok else f"[red]{t.partitions} (want {t.expected})[/]",
+                str(t.replication),
+                f"[yellow]{t.under_replicated}[/]" if t.under_replicated else "0",
+                f"[red]{t.offline}[/]" if t.offline else "0",
+            )
         console.print(topics)
+    if status.recommenders is not None:
+        console.print(group_table(status.recommenders, settings.topic("plays")))
     if status.database:
         console.print(
             f"MongoDB {settings.mongo_uri} database [bold]{settings.mongodb_db}[/] (server {status.database})"
@@ -156,6 +184,21 @@ def config(
     for name, value, _default, description in settings_rows(settings):
         table.add_row(name, value, description)
     console.print(table)
+
+
+def group_table(group: GroupAssignment, topic: str) -> Table:
+    """The recommender workers and the partitions of ``topic`` each one holds."""
+    table = Table(
+        title=f"Recommender group {group.group} ({group.state}, {len(group.members)} worker(s))",
+        title_justify="left",
+    )
+    for col in ("worker", "member", "host", f"{topic} partitions"):
+        table.add_column(col)
+    for m in group.members:
+        held = m.holds(topic)
+        shown = ", ".join(map(str, held)) or "[yellow]none[/]"
+        table.add_row(m.worker or "-", m.member_id[-12:], m.host, shown)
+    return table
 
 
 def lag_table(rows: list[LagRow]) -> Table:

@@ -40,6 +40,11 @@ READY_TIMEOUT_S = 240.0
 class Stage:
     name: str
     argv: tuple[str, ...]
+    spark: bool = False  # a Spark job: submitted to the cluster in the cluster profile
+
+    def command(self, settings: Settings, python: str = sys.executable) -> list[str]:
+        module = supervise.SUBMIT_MODULE if self.spark and settings.clustered else "infra"
+        return [python, "-m", module, *self.argv]
 
 
 def stages(settings: Settings) -> tuple[Stage, ...]:
@@ -47,8 +52,8 @@ def stages(settings: Settings) -> tuple[Stage, ...]:
     sample = str((settings.data_dir / "sample-fma").resolve())
     return (
         Stage("sample catalogue (FMA layout, real MP3s)", ("sample-data", sample, "--tracks", "240")),
-        Stage("ETL: audio features -> MongoDB", ("etl", "run", "--fma-dir", sample)),
-        Stage("train and promote the K-Means model", ("model", "train", "--k-range", "6:12:2")),
+        Stage("ETL: audio features -> MongoDB", ("etl", "run", "--fma-dir", sample), spark=True),
+        Stage("train and promote the K-Means model", ("model", "train", "--k-range", "6:12:2"), spark=True),
     )
 
 
@@ -98,13 +103,18 @@ def demo(ctx: typer.Context) -> None:
         if not _available(app, stage.argv[0]):
             raise InfraError(f"`cadenza {stage.argv[0]}` is not installed: run `make install`")
         console.rule(stage.name)
-        subprocess.run([sys.executable, "-m", "infra", *stage.argv], check=True)
+        subprocess.run(stage.command(settings), check=True)
     console.rule("streaming jobs, recommender and gateway (supervisord)")
     supervise.start(settings)
     with console.status("waiting for the gateway …"):
         wait_ready(settings)
     console.print(f"[green]demo up[/] in {time.monotonic() - started:.0f} s")
     console.print(f"  player    {gateway_url(settings)}/  (sign in with any name)")
+    if settings.gateways > 1:
+        console.print(
+            f"            {settings.gateways} gateways on ports {settings.gateway_port}"
+            f"-{settings.gateway_port + settings.gateways - 1}"
+        )
     console.print(f"  ops       {gateway_url(settings)}/ops   metrics {gateway_url(settings)}/metrics")
     console.print(f"  logs      {settings.logs_path}/<process>.log")
     console.print(

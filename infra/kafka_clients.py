@@ -28,7 +28,7 @@ CLIENT_ID = "cadenza"
 BOOTSTRAP_TIMEOUT_MS = 10000
 
 
-def _unreachable(settings: Settings, err: Exception) -> UnreachableError:
+def unreachable(settings: Settings, err: Exception) -> UnreachableError:
     return UnreachableError(
         f"Kafka at {settings.bootstrap_servers} did not answer ({type(err).__name__}); start the "
         "local stack with `cadenza stack up` or point CADENZA_KAFKA_BOOTSTRAP at your brokers"
@@ -54,7 +54,7 @@ def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     try:
         return KafkaProducer(**config)
     except KafkaError as err:
-        raise _unreachable(settings, err) from None
+        raise unreachable(settings, err) from None
 
 
 def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any) -> KafkaConsumer:
@@ -71,7 +71,7 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides
     try:
         return KafkaConsumer(*topics, **config)
     except KafkaError as err:
-        raise _unreachable(settings, err) from None
+        raise unreachable(settings, err) from None
 
 
 def admin(settings: Settings, timeout_ms: int = 10000) -> KafkaAdminClient:
@@ -84,7 +84,7 @@ def admin(settings: Settings, timeout_ms: int = 10000) -> KafkaAdminClient:
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         )
     except KafkaError as err:
-        raise _unreachable(settings, err) from None
+        raise unreachable(settings, err) from None
 
 
 def aio_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -118,12 +118,30 @@ def aio_consumer(
 
 
 @dataclass(frozen=True)
+class PartitionState:
+    """One partition as the cluster's metadata reports it (node ids; leader -1 = offline)."""
+
+    topic: str
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+    @property
+    def under_replicated(self) -> bool:
+        return len(self.isr) < len(self.replicas)
+
+
+@dataclass(frozen=True)
 class TopicState:
     """A deployed topic as the broker reports it."""
 
     name: str
     partitions: int
     expected: int | None
+    replication: int = 0
+    under_replicated: int = 0
+    offline: int = 0
 
 
 def ensure_topics(
@@ -161,7 +179,7 @@ def ensure_topics(
         if changed:
             _wait_visible(client, {name: spec.partitions for name, spec in wanted.items()})
     except KafkaError as err:
-        raise _unreachable(settings, err) from None
+        raise unreachable(settings, err) from None
     finally:
         if own:
             client.close()
@@ -181,11 +199,43 @@ def _wait_visible(client: KafkaAdminClient, wanted: dict[str, int], timeout: flo
 
 def _partition_counts(client: KafkaAdminClient) -> dict[str, int]:
     """Topic name -> partition count for every topic on the cluster."""
-    return {
-        str(t.get("name") or t.get("topic")): len(t["partitions"])
-        for t in client.describe_topics()
-        if not t.get("is_internal")
-    }
+    return {name: len(parts) for name, parts in _partition_states(client).items()}
+
+
+def _partition_states(
+    client: KafkaAdminClient, topics: list[str] | None = None
+) -> dict[str, list[PartitionState]]:
+    """Topic name -> its partitions' leader, replicas and in-sync replicas."""
+    out: dict[str, list[PartitionState]] = {}
+    for t in client.describe_topics(topics):
+        if t.get("is_internal") or t.get("error_code"):
+            continue
+        name = str(t.get("name") or t.get("topic"))
+        out[name] = sorted(
+            (
+                PartitionState(
+                    name,
+                    int(p["partition_index"]),
+                    int(p["leader_id"]),
+                    tuple(p.get("replica_nodes") or ()),
+                    tuple(p.get("isr_nodes") or ()),
+                )
+                for p in t["partitions"]
+            ),
+            key=lambda p: p.partition,
+        )
+    return out
+
+
+def partition_states(settings: Settings, topic: str) -> list[PartitionState]:
+    """Leader and replicas of each partition of ``topic`` (``[]`` if it does not exist)."""
+    client = admin(settings)
+    try:
+        return _partition_states(client, [topic]).get(topic, [])
+    except KafkaError as err:
+        raise unreachable(settings, err) from None
+    finally:
+        client.close()
 
 
 def _topic_configs(settings: Settings, spec: TopicSpec) -> dict[str, str]:
@@ -200,13 +250,26 @@ def describe_topics(settings: Settings, client: KafkaAdminClient | None = None) 
     own = client is None
     client = client or admin(settings)
     try:
-        existing = _partition_counts(client)
+        existing = _partition_states(client)
     except KafkaError as err:
-        raise _unreachable(settings, err) from None
+        raise unreachable(settings, err) from None
     finally:
         if own:
             client.close()
-    return [TopicState(settings.topic(s), existing.get(settings.topic(s), 0), s.partitions) for s in TOPICS]
+    out = []
+    for spec in TOPICS:
+        parts = existing.get(settings.topic(spec), [])
+        out.append(
+            TopicState(
+                settings.topic(spec),
+                len(parts),
+                spec.partitions,
+                replication=max((len(p.replicas) for p in parts), default=0),
+                under_replicated=sum(p.under_replicated for p in parts),
+                offline=sum(p.leader < 0 for p in parts),
+            )
+        )
+    return out
 
 
 def end_offsets(
@@ -231,7 +294,7 @@ def end_offsets(
                 partitions.append(TopicPartition(topic, p))
         ends = c.end_offsets(partitions) if partitions else {}
     except KafkaError as err:
-        raise _unreachable(settings, err) from None
+        raise unreachable(settings, err) from None
     finally:
         c.close()
     out: dict[str, dict[int, int]] = {}

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field(
         "console", description="'json' for structured logs (one JSON object per line)."
     )
+    stack_profile: Literal["local", "cluster"] = Field(
+        "local",
+        description="'local': one Kafka broker, Spark in-process (local[*]), one recommender worker and "
+        "one gateway. 'cluster': three KRaft brokers (replication 3, min.insync.replicas 2), a Spark "
+        "standalone master with workers, two recommender workers and two gateways, all on loopback.",
+    )
 
     # --- Kafka ------------------------------------------------------------------------
     kafka_bootstrap: str | None = Field(
@@ -70,7 +76,14 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(9093, description="Local stack: KRaft controller port.")
     kafka_heap: str = Field("512m", description="Local stack: broker JVM heap (-Xmx).")
     kafka_replication_factor: int = Field(
-        1, description="Replication factor of created topics (3 on a three-broker cluster)."
+        1, ge=1, description="Replication factor of created topics (default 3 in the cluster profile)."
+    )
+    kafka_brokers: int = Field(
+        3,
+        ge=1,
+        le=9,
+        description="Cluster profile: brokers started; broker i listens on kafka_port + 100*i and "
+        "kafka_controller_port + 100*i.",
     )
 
     # --- MongoDB ----------------------------------------------------------------------
@@ -91,7 +104,30 @@ class Settings(BaseSettings):
     )
 
     # --- Spark ------------------------------------------------------------------------
-    spark_master: str = Field("local[*]", description="Spark master URL (local[*], spark://…).")
+    spark_master: str = Field(
+        "local[*]",
+        description="Spark master URL (local[*], spark://…); default spark://127.0.0.1:<spark_master_port> "
+        "in the cluster profile.",
+    )
+    spark_master_port: int = Field(7077, description="Cluster profile: Spark standalone master port.")
+    spark_ui_port: int = Field(
+        8080, description="Cluster profile: Spark master web UI port; worker i uses spark_ui_port + 1 + i."
+    )
+    spark_workers: int = Field(2, ge=1, le=8, description="Cluster profile: Spark standalone workers.")
+    spark_worker_cores: int = Field(2, ge=1, description="Cluster profile: cores each Spark worker offers.")
+    spark_worker_memory: str = Field("3g", description="Cluster profile: memory each Spark worker offers.")
+    spark_executor_memory: str = Field("1g", description="Memory of one executor on a Spark cluster.")
+    spark_cores_max: int = Field(
+        2,
+        ge=1,
+        description="Cores one application takes on a Spark cluster (one executor of one core per "
+        "worker), so both streaming queries and a batch job fit side by side.",
+    )
+    spark_executor_env: Path | None = Field(
+        None,
+        description="Python environment archive (venv-pack .tar.gz) shipped to executors on a Spark "
+        "cluster; default: built into the cache by `cadenza stack prepare --profile cluster`.",
+    )
     spark_driver_memory: str = Field("2g", description="Spark driver memory.")
     spark_shuffle_partitions: int = Field(
         8, ge=1, description="spark.sql.shuffle.partitions of Cadenza's Spark jobs."
@@ -149,6 +185,9 @@ class Settings(BaseSettings):
         200, ge=10, description="Recent event ids kept per listener for deduplication."
     )
     faust_port: int = Field(6066, description="Faust worker web port (metrics).")
+    faust_workers: int = Field(
+        1, ge=1, le=8, description="Recommender workers the demo runs (default 2 in the cluster profile)."
+    )
     faust_store: Literal["memory", "rocksdb"] = Field(
         "memory",
         description="Where a recommender worker keeps its table: memory, rebuilt from the changelog "
@@ -158,6 +197,13 @@ class Settings(BaseSettings):
     # --- gateway ----------------------------------------------------------------------
     gateway_host: str = Field("127.0.0.1", description="Gateway bind address.")
     gateway_port: int = Field(8000, description="Gateway port.")
+    gateways: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Gateway processes the demo runs, on gateway_port, gateway_port + 1, … "
+        "(default 2 in the cluster profile).",
+    )
     token_secret: SecretStr = Field(
         SecretStr("change-me-in-production"),
         description="HMAC secret signing listener tokens. Set it in production.",
@@ -189,6 +235,21 @@ class Settings(BaseSettings):
         duration_s(value)
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: object) -> object:
+        """The cluster profile changes defaults only: anything set explicitly wins."""
+        if not isinstance(data, dict) or data.get("stack_profile") != "cluster":
+            return data
+        port = data.get("spark_master_port", 7077)
+        defaults = {
+            "kafka_replication_factor": 3,
+            "spark_master": f"spark://127.0.0.1:{port}",
+            "faust_workers": 2,
+            "gateways": 2,
+        }
+        return {**defaults, **data}
+
     @model_validator(mode="after")
     def _windows(self) -> Settings:
         window, slide = duration_s(self.trending_window), duration_s(self.trending_slide)
@@ -209,9 +270,18 @@ class Settings(BaseSettings):
         return self.checkpoint_dir or self.data_dir / "checkpoints"
 
     @property
+    def clustered(self) -> bool:
+        return self.stack_profile == "cluster"
+
+    def broker_ports(self) -> list[tuple[int, int]]:
+        """(listener, controller) port of each local broker: one, or ``kafka_brokers`` in a cluster."""
+        count = self.kafka_brokers if self.clustered else 1
+        return [(self.kafka_port + 100 * i, self.kafka_controller_port + 100 * i) for i in range(count)]
+
+    @property
     def bootstrap_servers(self) -> str:
         """Where Kafka clients connect."""
-        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+        return self.kafka_bootstrap or ",".join(f"127.0.0.1:{port}" for port, _ in self.broker_ports())
 
     @property
     def mongo_uri(self) -> str:
@@ -230,6 +300,11 @@ class Settings(BaseSettings):
     @property
     def run_path(self) -> Path:
         return self.data_dir / "run"
+
+    @property
+    def recommender_group(self) -> str:
+        """The recommender workers' Faust app id: their consumer group and table prefix."""
+        return f"{self.topic_prefix}recommender"
 
     def topic(self, spec: TopicSpec | str) -> str:
         """Deployed name of a registry topic (``plays`` -> ``cadenza.plays``)."""

@@ -1,5 +1,11 @@
 """The demo's long-running processes under supervisord: streaming jobs, recommender, gateway.
 
+Local profile: both streaming queries in their own driver with Spark in-process, one
+recommender worker and one gateway. Cluster profile: the streaming queries are submitted
+to the Spark standalone master through the spark-submit recipe (``infra/deploy``), and
+``faust_workers`` recommender workers and ``gateways`` gateways run side by side
+(``recommender-1`` on ``faust_port``, ``recommender-2`` on ``faust_port + 1`` …).
+
 Source: settings (the stack's addresses, the data dir). Destinations:
 ``<data dir>/run/supervisord.conf`` (generated), one log per process under
 ``<data dir>/logs/<program>.log``, and supervisord itself (daemon, pid in
@@ -27,16 +33,33 @@ from infra.settings import Settings, child_env
 @dataclass(frozen=True)
 class Program:
     name: str
-    argv: tuple[str, ...]  # arguments of ``python -m infra`` (the cadenza command)
+    argv: tuple[str, ...]  # arguments of the cadenza command
+    settings: tuple[tuple[str, object], ...] = ()  # per-program settings (ports)
+    module: str = "infra"  # ``python -m <module> argv…``; the spark-submit recipe on a cluster
 
 
-#: What runs while the demo is up, in start order.
-PROGRAMS = (
-    Program("stream-assign", ("stream", "assign")),
-    Program("stream-plays", ("stream", "plays")),
-    Program("recommender", ("recommender",)),
-    Program("gateway", ("gateway",)),
-)
+#: The spark-submit recipe (``python -m infra.deploy.submit stream plays``).
+SUBMIT_MODULE = "infra.deploy.submit"
+
+
+def programs(settings: Settings) -> tuple[Program, ...]:
+    """What runs while the demo is up, in start order."""
+    module = SUBMIT_MODULE if settings.clustered else "infra"
+    out = [
+        Program("stream-assign", ("stream", "assign"), module=module),
+        Program("stream-plays", ("stream", "plays"), module=module),
+    ]
+    out += _replicas(
+        "recommender", ("recommender",), "faust_port", settings.faust_port, settings.faust_workers
+    )
+    out += _replicas("gateway", ("gateway",), "gateway_port", settings.gateway_port, settings.gateways)
+    return tuple(out)
+
+
+def _replicas(name: str, argv: tuple[str, ...], port_setting: str, port: int, count: int) -> list[Program]:
+    if count == 1:
+        return [Program(name, argv)]
+    return [Program(f"{name}-{i + 1}", argv, ((port_setting, port + i),)) for i in range(count)]
 
 
 def conf_path(settings: Settings) -> Path:
@@ -46,8 +69,6 @@ def conf_path(settings: Settings) -> Path:
 def render(settings: Settings, python: str = sys.executable) -> str:
     """supervisord.conf for :data:`PROGRAMS` (pure)."""
     run, logs = settings.run_path.resolve(), settings.logs_path.resolve()
-    env = child_env(settings, **{**configured(settings), "demo_signin": True})
-    environment = ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(env.items()) if _plain(k))
     parts = [
         "[unix_http_server]",
         f"file={run / 'supervisor.sock'}",
@@ -67,10 +88,12 @@ def render(settings: Settings, python: str = sys.executable) -> str:
         f"serverurl=unix://{run / 'supervisor.sock'}",
         "",
     ]
-    for priority, program in enumerate(PROGRAMS, start=1):
+    for priority, program in enumerate(programs(settings), start=1):
+        env = child_env(settings, **{**configured(settings), "demo_signin": True, **dict(program.settings)})
+        environment = ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(env.items()) if _plain(k))
         parts += [
             f"[program:{program.name}]",
-            f"command={shlex.join([python, '-m', 'infra', *program.argv])}",
+            f"command={shlex.join([python, '-m', program.module, *program.argv])}",
             f"environment={environment}",
             f"priority={priority * 10}",
             "autorestart=true",
@@ -152,7 +175,10 @@ def start(settings: Settings) -> None:
 def status(settings: Settings) -> list[dict[str, str]]:
     """One row per program: name, state (RUNNING, STARTING, BACKOFF, STOPPED…), details."""
     if not running(settings):
-        return [{"name": p.name, "state": "STOPPED", "info": "supervisord is not running"} for p in PROGRAMS]
+        return [
+            {"name": p.name, "state": "STOPPED", "info": "supervisord is not running"}
+            for p in programs(settings)
+        ]
     rows = []
     for line in ctl(settings, "status").stdout.splitlines():
         fields = line.split(None, 2)

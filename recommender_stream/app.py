@@ -38,7 +38,7 @@ MODEL_CHECK_S: Final = 5.0
 
 
 def app_id(settings: Settings) -> str:
-    return f"{settings.topic_prefix}recommender"
+    return settings.recommender_group
 
 
 def changelog_topic(settings: Settings) -> str:

@@ -1,8 +1,10 @@
-"""The local Apache Kafka broker: single node, KRaft mode, from Apache Kafka's own jars.
+"""The local Apache Kafka brokers, KRaft mode, from Apache Kafka's own jars.
 
-Jars come from Maven (``infra/poms/kafka-broker.xml``) into ``<cache_dir>/kafka-<version>/libs``
-once; broker data, config and logs go under ``<data_dir>/kafka``. The broker runs on
-the system Java 17+ and listens on 127.0.0.1 only.
+One broker in the local profile; three (``kafka_brokers``) forming one KRaft quorum in
+the cluster profile. Jars come from Maven (``infra/poms/kafka-broker.xml``) into
+``<cache_dir>/kafka-<version>/libs`` once; each broker's data and config go under
+``<data_dir>/kafka`` (``kafka-2``, ``kafka-3`` …), its log to ``<data_dir>/logs/<name>.log``.
+Brokers run on the system Java 17+ and listen on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -30,13 +32,21 @@ log4j.logger.kafka.log.LogCleaner=WARN
 """
 
 
-def server_properties(settings: Settings, log_dir: Path, node_id: int = 1) -> str:
-    """``server.properties`` of a single-node KRaft broker+controller on loopback."""
-    port, cport = settings.kafka_port, settings.kafka_controller_port
+def server_properties(settings: Settings, log_dir: Path, index: int = 0) -> str:
+    """``server.properties`` of broker ``index`` (KRaft, broker+controller) on loopback.
+
+    One broker in the local profile; ``kafka_brokers`` of them in the cluster profile, all
+    voters of one controller quorum, with internal topics replicated three ways and
+    ``min.insync.replicas=2`` so an ``acks=all`` write survives the loss of any one broker.
+    """
+    ports = settings.broker_ports()
+    port, cport = ports[index]
+    replicas = min(3, len(ports))
+    voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
     props = {
         "process.roles": "broker,controller",
-        "node.id": str(node_id),
-        "controller.quorum.voters": f"{node_id}@127.0.0.1:{cport}",
+        "node.id": str(index + 1),
+        "controller.quorum.voters": voters,
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -44,36 +54,49 @@ def server_properties(settings: Settings, log_dir: Path, node_id: int = 1) -> st
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(log_dir),
         "num.partitions": "3",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": str(replicas),
+        "min.insync.replicas": str(min(2, replicas)),
+        "offsets.topic.replication.factor": str(replicas),
         "offsets.topic.num.partitions": "10",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(min(2, replicas)),
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "false",
+        "unclean.leader.election.enable": "false",
         "message.max.bytes": str(2 * 1024 * 1024),
         "log.retention.hours": "168",
         "log.segment.bytes": str(256 * 1024 * 1024),
     }
+    if replicas > 1:
+        # A broker that comes back catches up as a follower, then leadership moves back.
+        props["auto.leader.rebalance.enable"] = "true"
+        props["leader.imbalance.check.interval.seconds"] = "30"
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
 class KafkaBroker:
-    """Build (resolve jars), configure, start, probe and stop the local broker."""
+    """Build (resolve jars), configure, start, probe and stop one local broker.
 
-    name = "kafka"
+    Broker 0 is ``kafka`` (data ``<data_dir>/kafka``); in the cluster profile brokers 1, 2, …
+    are ``kafka-2``, ``kafka-3``, … with their own data dirs, pid and log files.
+    """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, index: int = 0) -> None:
         self.settings = settings
-        self.home = settings.data_dir.resolve() / "kafka"
+        self.index = index
+        self.node_id = index + 1
+        self.name = "kafka" if index == 0 else f"kafka-{index + 1}"
+        self.port, self.controller_port = settings.broker_ports()[index]
+        self.home = settings.data_dir.resolve() / self.name
         self.libs = settings.cache_dir.expanduser() / f"kafka-{settings.kafka_version}" / "libs"
         self._log_offset = 0
         self.proc = ManagedProcess(
-            "kafka", settings.run_path.resolve(), settings.logs_path.resolve(), marker=str(self.home)
+            self.name, settings.run_path.resolve(), settings.logs_path.resolve(), marker=str(self.home) + "/"
         )
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.settings.kafka_port}"
+        return f"127.0.0.1:{self.port}"
 
     def ensure_jars(self) -> Path:
         """Resolve the broker's jars into the cache once (Maven), then offline."""
@@ -97,18 +120,28 @@ class KafkaBroker:
         return self.proc.pid() is not None
 
     def answers(self) -> bool:
-        return port_open("127.0.0.1", self.settings.kafka_port)
+        return port_open("127.0.0.1", self.port)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the broker (formatting storage on first run) and wait until it serves."""
+        self.launch()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until the broker has joined the quorum and serves (a cluster's brokers are
+        launched together first: none is ready before a majority of controllers runs)."""
+        wait_until(self._ready, timeout, f"Kafka broker {self.name}", self.proc)
+
+    def launch(self) -> None:
+        """Start the broker process (formatting storage on first run) without waiting."""
         java = java_bin()
         self.ensure_jars()
-        ensure_port_free("127.0.0.1", self.settings.kafka_port, "CADENZA_KAFKA_PORT")
-        ensure_port_free("127.0.0.1", self.settings.kafka_controller_port, "CADENZA_KAFKA_CONTROLLER_PORT")
+        ensure_port_free("127.0.0.1", self.port, "CADENZA_KAFKA_PORT")
+        ensure_port_free("127.0.0.1", self.controller_port, "CADENZA_KAFKA_CONTROLLER_PORT")
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
         props = self.home / "server.properties"
-        props.write_text(server_properties(self.settings, data))
+        props.write_text(server_properties(self.settings, data, self.index))
         log4j = self.home / "log4j.properties"
         log4j.write_text(LOG4J)
         classpath = f"{self.libs}/*"
@@ -125,12 +158,11 @@ class KafkaBroker:
                 "-cp", classpath, "kafka.Kafka", str(props),
             ]
         )  # fmt: skip
-        wait_until(self._ready, timeout, "Kafka broker", self.proc)
 
     def _format(self, java: str, classpath: str, props: Path, data: Path) -> None:
-        cluster_id = (
-            (self.home / "cluster.id").read_text().strip() if (self.home / "cluster.id").exists() else ""
-        )
+        # Every broker of a cluster is formatted with the same id, kept with broker 0.
+        id_file = self.settings.data_dir.resolve() / "kafka" / "cluster.id"
+        cluster_id = id_file.read_text().strip() if id_file.exists() else ""
         if not re.fullmatch(r"[A-Za-z0-9_-]{22}", cluster_id):
             cluster_id = (
                 run_checked(
@@ -139,7 +171,8 @@ class KafkaBroker:
                 .strip()
                 .splitlines()[-1]
             )
-            (self.home / "cluster.id").write_text(cluster_id)
+            id_file.parent.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(cluster_id)
         run_checked(
             [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
             f"formatting Kafka storage in {data}",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import configparser
+import re
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from infra.settings import Settings
-from infra.supervise import PROGRAMS, configured, render
+from infra.supervise import SUBMIT_MODULE, configured, programs, render
 
 
 def test_the_config_runs_every_program_with_the_given_settings(tmp_path: Path) -> None:
@@ -15,7 +17,7 @@ def test_the_config_runs_every_program_with_the_given_settings(tmp_path: Path) -
         data_dir=tmp_path, gateway_port=18123, token_secret=SecretStr("s%cret"), demo_signin=False
     )
     text = render(settings, python="/venv/bin/python")
-    for program in PROGRAMS:
+    for program in programs(settings):
         assert f"[program:{program.name}]" in text
         assert f"command=/venv/bin/python -m infra {' '.join(program.argv)}" in text
         assert f"stdout_logfile={(tmp_path / 'logs' / program.name).resolve()}.log" in text
@@ -24,3 +26,40 @@ def test_the_config_runs_every_program_with_the_given_settings(tmp_path: Path) -
     assert 'CADENZA_DEMO_SIGNIN="True"' in text  # the demo always offers sign-in
     assert "autorestart=true" in text
     assert configured(settings)["gateway_port"] == 18123
+    assert [p.name for p in programs(settings)] == ["stream-assign", "stream-plays", "recommender", "gateway"]
+
+
+def _sections(text: str) -> dict[str, dict[str, str]]:
+    parser = configparser.RawConfigParser()
+    parser.read_string(text)
+    return {name.removeprefix("program:"): dict(parser[name]) for name in parser.sections()}
+
+
+def test_the_cluster_profile_runs_two_workers_two_gateways_and_submits_the_queries(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, stack_profile="cluster", gateway_port=18100, faust_port=16100)
+    sections = _sections(render(settings, python="/venv/bin/python"))
+    assert {"recommender-1", "recommender-2", "gateway-1", "gateway-2"} <= set(sections)
+    assert "recommender" not in sections and "gateway" not in sections
+    for name in ("stream-assign", "stream-plays"):
+        assert sections[name]["command"].startswith(f"/venv/bin/python -m {SUBMIT_MODULE} stream ")
+
+    def port(name: str) -> str:
+        kind = "FAUST" if name.startswith("recommender") else "GATEWAY"
+        found = re.search(rf'CADENZA_{kind}_PORT="(\d+)"', sections[name]["environment"])
+        assert found is not None
+        return found.group(1)
+
+    ports = {name: port(name) for name in ("recommender-1", "recommender-2", "gateway-1", "gateway-2")}
+    assert ports == {
+        "recommender-1": "16100",
+        "recommender-2": "16101",
+        "gateway-1": "18100",
+        "gateway-2": "18101",
+    }
+    for section in sections.values():
+        if "environment" in section:
+            assert 'CADENZA_STACK_PROFILE="cluster"' in section["environment"]
+            assert (
+                'CADENZA_KAFKA_BOOTSTRAP="127.0.0.1:9092,127.0.0.1:9192,127.0.0.1:9292"'
+                in section["environment"]
+            )
