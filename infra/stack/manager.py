@@ -93,6 +93,10 @@ class LocalStack:
         report(f"ferretdb binary: {self.ferretdb.ensure_binary()}")
         jars = kafka_connector_jars(self.settings)
         report(f"spark kafka connector: {', '.join(j.name for j in jars)}")
+        if self.settings.clustered:
+            from infra.deploy.executor_env import executor_env_archive
+
+            report(f"spark executor environment: {executor_env_archive(self.settings, report=report)}")
 
     def up(self, report: Report = lambda _msg: None) -> None:
         # Brokers start together: none is ready before a majority of the quorum runs.
