@@ -126,6 +126,16 @@ class GatewayMetrics:
                 ],
             ),
             *family(
+                "cadenza_consumer_group_stable",
+                "gauge",
+                "1 when a consumer group is Stable; 0 while it rebalances (a worker joined or died) or "
+                "when it has no members.",
+                [
+                    ({"consumer": name, "state": state}, 1 if state == "Stable" else 0)
+                    for name, state in sorted({(r.name, r.state) for r in lag if r.kind == "group"})
+                ],
+            ),
+            *family(
                 "cadenza_consumer_lag_up",
                 "gauge",
                 "1 when consumer lag could be read from the broker.",

@@ -297,6 +297,7 @@ def test_lag_of_a_stopped_group_is_exact_in_the_cli_and_metrics(
         if line.startswith("cadenza_consumer_lag{") and f'consumer="{group}"' in line
     ]
     assert sum(int(line.rsplit(" ", 1)[1]) for line in lines) == 17
+    assert f'cadenza_consumer_group_stable{{consumer="{group}",state="Empty"}} 0' in metrics
     table = subprocess.run(
         [sys.executable, "-m", "infra", "lag"],
         env=env,
