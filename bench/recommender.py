@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -126,9 +128,12 @@ def bench_in_process(n: int, users: int, naive_n: int, settings: Settings) -> di
     }
 
 
-def bench_worker(settings: Settings, rate: float, duration: float, backlog: int) -> dict[str, Any]:
+def bench_worker(
+    settings: Settings, rate: float, duration: float, backlog: int, profile: Path | None = None
+) -> dict[str, Any]:
     """One real worker process (Faust app, agent, table, feeds) whose catalogue is the
-    same 106,574-track synthetic catalogue (``bench/_synthetic_worker.py``)."""
+    same 106,574-track synthetic catalogue (``bench/_synthetic_worker.py``). With
+    ``profile``, ``py-spy`` (when installed) samples the worker while it drains the backlog."""
     port = free_port()
     env = child_env(settings, log_level="WARNING")
     worker = subprocess.Popen(
@@ -191,6 +196,9 @@ def bench_worker(settings: Settings, rate: float, duration: float, backlog: int)
         # Sustained: a backlog published at once, time until every list is out.
         before = count[0]
         backlog_records = plays(backlog, 5000, tracks, seed=5)
+        spy = _py_spy(worker.pid, profile) if profile else None
+        cpu_before, machine_before = _cpu_seconds(worker.pid), _machine_busy()
+        bench_before = _cpu_seconds(os.getpid())
         started = time.monotonic()
         for key, value in backlog_records:
             p.send(topic, key=key, value=value)
@@ -199,6 +207,12 @@ def bench_worker(settings: Settings, rate: float, duration: float, backlog: int)
         while count[0] - before < backlog and time.monotonic() < deadline:
             time.sleep(0.1)
         backlog_s = time.monotonic() - started
+        worker_cpu_s = _cpu_seconds(worker.pid) - cpu_before
+        machine_busy_s = _machine_busy() - machine_before
+        bench_cpu_s = _cpu_seconds(os.getpid()) - bench_before
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
     finally:
         stop.set()
         p.close()
@@ -218,7 +232,43 @@ def bench_worker(settings: Settings, rate: float, duration: float, backlog: int)
         "backlog": backlog,
         "backlog_s": backlog_s,
         "backlog_plays_per_s": (count[0] - before) / backlog_s,
+        # CPU time is steadier than wall time on a shared machine.
+        "backlog_worker_cpu_ms_per_play": worker_cpu_s / backlog * 1e3,
+        "backlog_machine_cpu_ms_per_play": machine_busy_s / backlog * 1e3,
+        "backlog_bench_cpu_ms_per_play": bench_cpu_s / backlog * 1e3,
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all threads (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine spent busy (not idle or waiting on IO), all cores."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except OSError:
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """Sample ``pid`` with py-spy (a profiling aid, not a project dependency) until SIGINT."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("py-spy is not installed: no profile")
+        return None
+    fmt = "speedscope" if out.suffix == ".json" else "flamegraph"
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--rate", "250", "--format", fmt, "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def main() -> None:
@@ -230,6 +280,17 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--backlog", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--skip-in-process",
+        action="store_true",
+        help="only the worker on the broker (the in-process part, with its slow naive baseline, is skipped)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy profile of the worker draining the backlog (.json: speedscope, else SVG)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cadenza-bench-") as tmp:
         settings = Settings(
@@ -245,9 +306,10 @@ def main() -> None:
         stack.up()
         try:
             ensure_topics(settings)
-            results = {"cpus": os.cpu_count()}
-            results["in_process"] = bench_in_process(args.plays, args.users, args.naive_plays, settings)
-            results["worker"] = bench_worker(settings, args.rate, args.duration, args.backlog)
+            results: dict[str, Any] = {"cpus": os.cpu_count()}
+            if not args.skip_in_process:
+                results["in_process"] = bench_in_process(args.plays, args.users, args.naive_plays, settings)
+            results["worker"] = bench_worker(settings, args.rate, args.duration, args.backlog, args.profile)
         finally:
             stack.down()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -260,14 +322,17 @@ def print_table(r: dict[str, Any]) -> None:
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_column("target", justify="right")
-    a, w = r["in_process"], r["worker"]
-    t.add_row(
-        f"ranking in process, {a['catalogue']:,} tracks", f"{a['plays_per_s']:,.0f} plays/s", ">= 2,000"
-    )
-    t.add_row("  per play", f"{a['per_play_ms']:.3f} ms", "")
-    t.add_row(
-        "  naive MongoDB scan per play", f"{a['naive_per_play_ms']:.1f} ms ({a['naive_over_ours']:,.0f}x)", ""
-    )
+    a, w = r.get("in_process"), r["worker"]
+    if a is not None:
+        t.add_row(
+            f"ranking in process, {a['catalogue']:,} tracks", f"{a['plays_per_s']:,.0f} plays/s", ">= 2,000"
+        )
+        t.add_row("  per play", f"{a['per_play_ms']:.3f} ms", "")
+        t.add_row(
+            "  naive MongoDB scan per play",
+            f"{a['naive_per_play_ms']:.1f} ms ({a['naive_over_ours']:,.0f}x)",
+            "",
+        )
     t.add_row(f"worker on Kafka, {w['rate']:.0f} plays/s: p50", f"{w['p50_ms']:.1f} ms", "")
     t.add_row("  p99", f"{w['p99_ms']:.1f} ms", "< 50 ms")
     t.add_row("  received / sent", f"{w['received']} / {w['sent']}", "all")
@@ -275,6 +340,10 @@ def print_table(r: dict[str, Any]) -> None:
         f"worker backlog of {w['backlog']:,}, {w['catalogue']:,} tracks",
         f"{w['backlog_plays_per_s']:,.0f} plays/s",
         ">= 2,000",
+    )
+    t.add_row("  worker CPU per play", f"{w['backlog_worker_cpu_ms_per_play']:.2f} ms", "")
+    t.add_row(
+        "  machine CPU per play (worker, broker, bench)", f"{w['backlog_machine_cpu_ms_per_play']:.2f} ms", ""
     )
     Console().print(t)
 

@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import faust
 from aiokafka import TopicPartition
@@ -35,6 +35,7 @@ from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_NEW, TRENDING
 log = logging.getLogger("cadenza.recommender")
 TABLE: Final = "listeners"
 MODEL_CHECK_S: Final = 5.0
+PRODUCER_LINGER_S: Final = 0.005
 
 
 def app_id(settings: Settings) -> str:
@@ -84,13 +85,16 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
         topic_partitions=PLAYS.partitions,
         processing_guarantee="at_least_once",
         producer_acks=-1,
+        # Let records gather for a few ms: a produce request per handful of plays rather
+        # than per play or two (each one costs the worker and the broker a round).
+        producer_linger=PRODUCER_LINGER_S,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=500,
         broker_commit_interval=1.0,
         table_cleanup_interval=60.0,
         # A worker that dies is noticed after this long, and its partitions move on.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=2.0,
         key_serializer="json",
         value_serializer="json",
         # Faust's stock recovery can drop the plays a restarted worker fetches (recovery.py).
@@ -111,12 +115,22 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
         "recommendations": app.topic(settings.topic(RECOMMENDATIONS), **raw),
         "dlq": app.topic(settings.topic(DLQ), **raw),
     }
-    # Keys and values of the table use the app's JSON serializers (see create_app).
+    # Keys and values of the table use the app's JSON serializers (see create_app); the
+    # values are ListenerStates, which encode themselves (``ListenerState.__json__``).
     listeners = app.Table(TABLE, partitions=PLAYS.partitions)
 
+    names = {name: topic.get_topic_name() for name, topic in outputs.items()}
+
     async def send(items: list[Output]) -> None:
+        # Straight to the producer (the records are bytes already): each ``send`` returns
+        # once the record is in the producer's buffer, which Faust flushes before it
+        # commits the offsets of the plays that caused them.
+        if not items:
+            return
+        producer = await app.maybe_start_producer()
         for item in items:
-            await outputs[item.topic].send(key=item.key, value=item.value)
+            sent = await producer.send(names[item.topic], item.key, item.value, None, None, None)
+            cast(asyncio.Future, sent).add_done_callback(_log_send_error)
 
     runtime.send = send
 
@@ -144,6 +158,11 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
         return web.text(text, content_type="text/plain")
 
     return app, runtime
+
+
+def _log_send_error(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("could not send a record: %r", fut.exception())
 
 
 def _load(settings: Settings) -> Catalogue:

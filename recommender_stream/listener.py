@@ -2,7 +2,8 @@
 
 Source: the listener's plays, skips, completes and likes from ``cadenza.plays``, each
 with the cluster the catalogue gives its track. Destination: the ``listeners`` table
-(JSON-able dicts, changelogged to Kafka) and the ranking (:mod:`recommender_stream.ranking`).
+(the states themselves in memory, their JSON form (:meth:`ListenerState.to_dict`) in the
+changelog on Kafka) and the ranking (:mod:`recommender_stream.ranking`).
 
 * ``recent``: the last N distinct tracks played (newest last); never recommended.
 * ``skipped``: recently skipped tracks (bounded); never recommended while remembered.
@@ -84,27 +85,54 @@ class ListenerState:
         self.changed = True
         return True
 
+    def copy(self) -> ListenerState:
+        """An independent copy (what a table holds is never changed in place)."""
+        return ListenerState(
+            recent=list(self.recent),
+            skipped=list(self.skipped),
+            liked=list(self.liked),
+            affinity=dict(self.affinity),
+            last_ts=self.last_ts,
+            seen=list(self.seen),
+            events=self.events,
+        )
+
     def to_dict(self) -> dict[str, Any]:
+        """The stored (JSON) form; ``seen`` is one space-separated string, which is far
+        cheaper to encode and decode on every change than a list of a few hundred."""
         return {
             "recent": self.recent,
             "skipped": self.skipped,
             "liked": self.liked,
             "affinity": {str(c): w for c, w in self.affinity.items()},
             "last_ts": self.last_ts,
-            "seen": self.seen,
+            "seen": " ".join(self.seen),
             "events": self.events,
         }
+
+    #: Faust's JSON codec encodes an object through ``__json__``: a table can hold states.
+    __json__ = to_dict
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ListenerState:
         if not data:
             return cls()
+        seen = data.get("seen", [])
         return cls(
             recent=[int(t) for t in data.get("recent", [])],
             skipped=[int(t) for t in data.get("skipped", [])],
             liked=[int(t) for t in data.get("liked", [])],
             affinity={int(c): float(w) for c, w in data.get("affinity", {}).items()},
             last_ts=data.get("last_ts"),
-            seen=[str(e) for e in data.get("seen", [])],
+            # Also the list of ids that earlier versions stored.
+            seen=seen.split() if isinstance(seen, str) else [str(e) for e in seen],
             events=int(data.get("events", 0)),
         )
+
+    @classmethod
+    def load(cls, stored: ListenerState | dict[str, Any] | None) -> ListenerState:
+        """A state to change from what a table holds: a state (kept in memory; copied),
+        its stored form (read back from the changelog or a disk store), or nothing."""
+        if isinstance(stored, ListenerState):
+            return stored.copy()
+        return cls.from_dict(stored)

@@ -99,7 +99,7 @@ class Processor:
                 continue
             state = states.get(event.user_id)
             if state is None:
-                state = states[event.user_id] = ListenerState.from_dict(table.get(event.user_id))
+                state = states[event.user_id] = ListenerState.load(table.get(event.user_id))
             ts = event.ts.timestamp()
             applied = state.apply(
                 str(event.event_id),
@@ -110,9 +110,10 @@ class Processor:
                 limits=self.limits,
             )
             if not applied:
+                # Counted already; answered again from the current state, because the first
+                # answer may have died with a crashed worker after its state change was saved.
                 self.metrics.duplicate()
-                continue
-            if event.kind.value == "play":
+            elif event.kind.value == "play":
                 self._count_play(event.track_id)
             message = Recommendation(
                 user_id=event.user_id,
@@ -125,7 +126,9 @@ class Processor:
             outputs.append(Output("recommendations", encode_key(event.user_id), encode(message)))
         for user, state in states.items():
             if state.changed:
-                table[user] = state.to_dict()
+                # The state itself: a memory table keeps it as is (no decoding on the next
+                # play), the changelog and disk stores get its JSON form (``__json__``).
+                table[user] = state
         return outputs
 
     def _count_play(self, track_id: int) -> None:

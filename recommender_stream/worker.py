@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(settings.log_level, settings.log_format)
     app, _ = create_app(settings, web_port=args.web_port)
     worker = faust.Worker(app, loglevel=settings.log_level)
+    # Faust's terminal spinner (on at WARNING and above) sets the root logger to DEBUG, so
+    # every debug call on the hot path (one per record produced) built a LogRecord.
+    worker.spinner = None
     worker.execute_from_commandline()
 
 

@@ -63,7 +63,8 @@ class System:
         )
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name} ---\n{self.log_tail(p.name)}" for p in supervise.programs(self.settings))
+        programs = supervise.programs(self.settings)
+        return "\n".join(f"--- {p.name} ---\n{self.log_tail(p.name)}" for p in programs)
 
     def worker_metric(self, name: str) -> float:
         url = f"http://127.0.0.1:{self.settings.faust_port}/metrics"
