@@ -10,6 +10,7 @@ present, so an operator sees which worker (``:6066``, ``:6067`` …) owns a part
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,10 @@ def parse_group(group: str, raw: dict[str, Any]) -> GroupAssignment:
             for entry in assignment.get("assigned_partitions") or ():
                 parts[str(entry["topic"])] = tuple(sorted(int(p) for p in entry["partitions"]))
         subscription = m.get("member_metadata") or {}
-        worker = _worker_url(subscription.get("user_data") if isinstance(subscription, dict) else None)
+        # kafka-python decodes subscriptions up to version 3; a newer one stays raw bytes
+        worker = _worker_url(
+            subscription.get("user_data") if isinstance(subscription, dict) else subscription
+        )
         members.append(
             Member(
                 member_id=str(m.get("member_id", "")),
@@ -69,13 +73,14 @@ def parse_group(group: str, raw: dict[str, Any]) -> GroupAssignment:
 
 
 def _worker_url(user_data: object) -> str:
-    """The ``url`` a Faust worker puts in its subscription's user data (JSON), else ""."""
+    """The ``url`` a Faust worker puts in its subscription's user data (a JSON object, alone
+    or inside the raw subscription bytes), else ""."""
     if isinstance(user_data, bytes | bytearray):
         user_data = user_data.decode(errors="replace")
-    if not isinstance(user_data, str) or not user_data.strip().startswith("{"):
+    if not isinstance(user_data, str) or "{" not in user_data:
         return ""
     try:
-        data = json.loads(user_data)
+        data, _end = json.JSONDecoder().raw_decode(user_data[user_data.index("{") :])
     except ValueError:
         return ""
     url = data.get("url") if isinstance(data, dict) else None
@@ -85,6 +90,8 @@ def _worker_url(user_data: object) -> str:
 def describe_group(settings: Settings, group: str) -> GroupAssignment:
     """The live assignment of ``group`` (state ``Dead`` with no members if it does not exist)."""
     client = admin(settings)
+    # It logs a warning with every byte of a subscription it cannot decode (Faust's).
+    logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)
     try:
         raw = client.describe_groups([group]).get(group, {})
     except KafkaError as err:

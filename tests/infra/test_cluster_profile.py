@@ -99,19 +99,22 @@ def test_a_faust_group_assignment_names_each_worker_and_its_partitions() -> None
                     "assigned_partitions": [{"topic": "cadenza.plays", "partitions": [0, 1, 2]}],
                     "user_data": "",
                 },
-                "member_metadata": {"topics": ["cadenza.plays"], "user_data": b"not json"},
+                "member_metadata": b"\x00\x04\x00\x00\x00\x01\x00\rcadenza.plays\x00\x00\x00H"
+                + json.dumps({"assignment": {}, "url": "http://127.0.0.1:6066"}).encode()
+                + b"\x00\x00\x00\x00\xff\xff\xff\xff",
             },
         ],
     }
     group = parse_group("cadenza.recommender", raw)
     assert group.state == "Stable"
-    assert [m.worker for m in group.members] == ["", "http://127.0.0.1:6067"]
+    # the second member's subscription is version 4, which kafka-python leaves as raw bytes
+    assert [m.worker for m in group.members] == ["http://127.0.0.1:6066", "http://127.0.0.1:6067"]
     assert group.members[1].holds("cadenza.plays") == (3, 4, 5)
     assert group.members[0].host == "127.0.0.1"
     assert group.owners("cadenza.plays") == {
-        0: "faust-a",
-        1: "faust-a",
-        2: "faust-a",
+        0: "http://127.0.0.1:6066",
+        1: "http://127.0.0.1:6066",
+        2: "http://127.0.0.1:6066",
         3: "http://127.0.0.1:6067",
         4: "http://127.0.0.1:6067",
         5: "http://127.0.0.1:6067",
