@@ -221,6 +221,7 @@ class Listener:
     arrivals: list[tuple[float, str | None, int]] = field(default_factory=list)  # (at, cause, gateway)
     reconnects: list[dict[str, float]] = field(default_factory=list)
     closed_at: float | None = None
+    busy: bool = False
 
 
 @dataclass
@@ -232,6 +233,7 @@ class Load:
     failed: Counter[str] = field(default_factory=Counter)
     retried: int = 0
     running: bool = True
+    posting: bool = True
     tracks: list[int] = field(default_factory=list)
 
     async def socket(self, lst: Listener) -> None:
@@ -270,7 +272,20 @@ class Load:
             await asyncio.sleep(0.05 if attempt <= len(order) else 0.5)
 
     async def post(self, http: httpx.AsyncClient, lst: Listener) -> None:
+        """One play, as a player sends it: one request at a time per listener, retried on the
+        other gateway with the same event_id; latency counts from the first attempt."""
+        if lst.busy:
+            self.failed["listener still sending"] += 1
+            return
+        lst.busy = True
+        try:
+            await self._post(http, lst)
+        finally:
+            lst.busy = False
+
+    async def _post(self, http: httpx.AsyncClient, lst: Listener) -> None:
         event_id = str(uuid.uuid4())
+        first_try = time.time()
         body = {
             "track_id": random.choice(self.tracks),
             "kind": "play",
@@ -290,7 +305,7 @@ class Load:
                 await asyncio.sleep(0.2)
                 continue
             if r.status_code == 202:
-                self.sent[event_id] = (lst.user, time.time())
+                self.sent[event_id] = (lst.user, first_try)
                 return
             self.failed[f"HTTP {r.status_code}"] += 1
             self.retried += 1
@@ -298,12 +313,12 @@ class Load:
         self.failed["gave up"] += 1
 
     async def plays(self, duration: float) -> None:
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(timeout=10, trust_env=False, limits=limits) as http:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        async with httpx.AsyncClient(timeout=6, trust_env=False, limits=limits) as http:
             tasks: set[asyncio.Task[None]] = set()
             start = time.monotonic()
             n = 0
-            while time.monotonic() - start < duration:
+            while time.monotonic() - start < duration and self.posting:
                 n += 1
                 task = asyncio.create_task(self.post(http, random.choice(self.listeners)))
                 tasks.add(task)
@@ -719,9 +734,8 @@ def main() -> None:
             await asyncio.sleep(3)
             plays = asyncio.create_task(load.plays(duration))
             await faults(cluster, load, args, marks)
-            plays.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await plays
+            load.posting = False  # stop posting; the requests in flight finish
+            await plays
             await asyncio.sleep(10)  # the last answers
             load.running = False
             for task in sockets:

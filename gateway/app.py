@@ -53,6 +53,8 @@ log = logging.getLogger("cadenza.gateway")
 STATIC: Final = Path(__file__).resolve().parent / "static"
 COOKIE: Final = "cadenza_token"
 LAG_EVERY_S: Final = 5.0
+#: Longest a play waits for Kafka's acknowledgement before the player is told to retry.
+PUBLISH_TIMEOUT_S: Final = 5.0
 MAX_BODY: Final = 16 * 1024
 VERSION: Final = "1"
 
@@ -299,8 +301,12 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
         event = play_event(who.user_id, report)
         key, value = record(event)
         try:
-            await gw.producer.send_and_wait(settings.topic(PLAYS), key=key, value=value)
-        except KafkaError as err:
+            # A broker that just died holds a send until its partitions have a new leader; the
+            # player retries instead (same event_id: downstream counts each event id once).
+            await asyncio.wait_for(
+                gw.producer.send_and_wait(settings.topic(PLAYS), key=key, value=value), PUBLISH_TIMEOUT_S
+            )
+        except (KafkaError, TimeoutError) as err:
             metrics.errors["kafka_publish"] += 1
             return error(
                 503,
