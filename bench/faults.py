@@ -30,9 +30,10 @@ Checks after the load stops and every lag is back to 0: every accepted play is i
 ``plays`` history exactly once (no loss, no duplicate), every accepted play caused at least one
 recommendation on ``cadenza.recommendations``, and POSTs that failed on both gateways.
 
-Then **two workers vs one**: both recommender workers stopped, ``--backlog`` plays published
-straight to Kafka, one worker started and the backlog timed until the group's lag is 0; again
-with two workers; the ratio of the two rates.
+Then **two workers vs one**: the streaming queries and gateways stopped (they would share the
+two cores), both recommender workers stopped, ``--backlog`` plays published straight to Kafka,
+one worker started and the backlog timed until the group's lag is 0; again with two workers;
+the ratio of the two rates.
 
 A sampler reads every consumer's lag (``infra.offsets.lag_rows``, the source of ``cadenza lag``
 and ``/metrics``), the recommender group's members and state, and the under-replicated
@@ -749,6 +750,10 @@ def main() -> None:
         result["load"] = analyse(cluster, load, marks)
 
         console.rule("two workers vs one (backlog drain)")
+        # Only the recommender group works on the backlogs: the streaming queries and the
+        # gateways would share the same two cores.
+        for name in ("stream-plays", "stream-assign", "gateway-1", "gateway-2"):
+            supervise.ctl(settings, "stop", name)
         runs = [
             backlog_rate(cluster, ["recommender-1"], args.backlog, tracks),
             backlog_rate(cluster, ["recommender-1", "recommender-2"], args.backlog, tracks),
