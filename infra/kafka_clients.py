@@ -21,7 +21,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from infra.errors import UnreachableError
 from infra.settings import Settings
-from schemas.topics import TOPICS, TopicSpec
+from schemas.topics import PLAYS, TOPICS, TopicSpec
 
 CLIENT_ID = "cadenza"
 #: How long a kafka-python client waits for the first broker before giving up.
@@ -164,6 +164,22 @@ def ensure_topics(
             for name, spec in wanted.items()
             if name not in existing
         ]
+        changelog = settings.recommender_changelog
+        if specs is TOPICS and changelog not in existing:
+            # The recommender table's changelog, created here rather than by the first worker:
+            # workers starting together race to create it, and the loser's agent crashes
+            # (PartitionsMismatch) on the plays it holds, which Faust then acks unprocessed.
+            new.append(
+                NewTopic(
+                    changelog,
+                    num_partitions=PLAYS.partitions,
+                    replication_factor=settings.kafka_replication_factor,
+                    topic_configs={
+                        "cleanup.policy": "compact",
+                        "min.insync.replicas": str(min(2, settings.kafka_replication_factor)),
+                    },
+                )
+            )
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won the race
                 client.create_topics(new, timeout_ms=30000)
@@ -177,7 +193,9 @@ def ensure_topics(
             client.create_partitions(grow)
             changed += [f"grew {n} to {p.total_count} partitions" for n, p in grow.items()]
         if changed:
-            _wait_visible(client, {name: spec.partitions for name, spec in wanted.items()})
+            _wait_visible(
+                client, {t.name: t.num_partitions for t in new} | {n: p.total_count for n, p in grow.items()}
+            )
     except KafkaError as err:
         raise unreachable(settings, err) from None
     finally:

@@ -306,6 +306,11 @@ class Settings(BaseSettings):
         """The recommender workers' Faust app id: their consumer group and table prefix."""
         return f"{self.topic_prefix}recommender"
 
+    @property
+    def recommender_changelog(self) -> str:
+        """The changelog topic of the recommender's ``listeners`` table."""
+        return f"{self.recommender_group}-listeners-changelog"
+
     def topic(self, spec: TopicSpec | str) -> str:
         """Deployed name of a registry topic (``plays`` -> ``cadenza.plays``)."""
         name = spec if isinstance(spec, str) else spec.name

@@ -43,7 +43,11 @@ def app_id(settings: Settings) -> str:
 
 
 def changelog_topic(settings: Settings) -> str:
-    return f"{app_id(settings)}-{TABLE}-changelog"
+    """Created by ``cadenza stack up`` (``infra.kafka_clients.ensure_topics``) before any worker
+    starts: workers starting together would race to create it."""
+    name = f"{app_id(settings)}-{TABLE}-changelog"
+    assert name == settings.recommender_changelog, "the table was renamed: rename it in infra.settings too"
+    return name
 
 
 def table_store(settings: Settings) -> str:

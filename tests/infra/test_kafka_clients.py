@@ -14,6 +14,7 @@ from infra.kafka_clients import (
     consumer,
     describe_topics,
     ensure_topics,
+    partition_states,
     producer,
 )
 from infra.settings import Settings
@@ -43,6 +44,9 @@ def test_registry_topics_exist_with_their_partition_counts(topics: Settings) -> 
     states = {t.name: t for t in describe_topics(topics)}
     for spec in TOPICS:
         assert states[topics.topic(spec)].partitions == spec.partitions
+    # the recommender's changelog exists before any worker starts (workers would race for it)
+    changelog = partition_states(topics, topics.recommender_changelog)
+    assert len(changelog) == PLAYS.partitions
     assert ensure_topics(topics) == []  # idempotent
 
 
