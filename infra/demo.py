@@ -43,7 +43,7 @@ class Stage:
     spark: bool = False  # a Spark job: submitted to the cluster in the cluster profile
 
     def command(self, settings: Settings, python: str = sys.executable) -> list[str]:
-        module = supervise.SUBMIT_MODULE if self.spark and settings.clustered else "infra"
+        module = supervise.spark_job_module(settings) if self.spark else "infra"
         return [python, "-m", module, *self.argv]
 
 

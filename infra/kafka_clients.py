@@ -165,7 +165,7 @@ def ensure_topics(
             if name not in existing
         ]
         changelog = settings.recommender_changelog
-        if specs is TOPICS and changelog not in existing:
+        if PLAYS in wanted.values() and changelog not in existing:
             # The recommender table's changelog, created here rather than by the first worker:
             # workers starting together race to create it, and the loser's agent crashes
             # (PartitionsMismatch) on the plays it holds, which Faust then acks unprocessed.
@@ -174,10 +174,7 @@ def ensure_topics(
                     changelog,
                     num_partitions=PLAYS.partitions,
                     replication_factor=settings.kafka_replication_factor,
-                    topic_configs={
-                        "cleanup.policy": "compact",
-                        "min.insync.replicas": str(min(2, settings.kafka_replication_factor)),
-                    },
+                    topic_configs={**_durability(settings), "cleanup.policy": "compact"},
                 )
             )
         if new:
@@ -256,8 +253,13 @@ def partition_states(settings: Settings, topic: str) -> list[PartitionState]:
         client.close()
 
 
+def _durability(settings: Settings) -> dict[str, str]:
+    """An ``acks=all`` write needs two replicas in sync when there are at least two."""
+    return {"min.insync.replicas": str(min(2, settings.kafka_replication_factor))}
+
+
 def _topic_configs(settings: Settings, spec: TopicSpec) -> dict[str, str]:
-    configs = {"min.insync.replicas": str(min(2, settings.kafka_replication_factor))}
+    configs = _durability(settings)
     if spec.retention_ms is not None:
         configs["retention.ms"] = str(spec.retention_ms)
     return configs

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from infra.errors import ConfigError
 from schemas.topics import TopicSpec
 
+#: The recommender's Faust table of listener states (its changelog is created by ``stack up``).
+RECOMMENDER_TABLE = "listeners"
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
 
@@ -308,8 +310,8 @@ class Settings(BaseSettings):
 
     @property
     def recommender_changelog(self) -> str:
-        """The changelog topic of the recommender's ``listeners`` table."""
-        return f"{self.recommender_group}-listeners-changelog"
+        """The changelog topic of the recommender's table (Faust's ``<app>-<table>-changelog``)."""
+        return f"{self.recommender_group}-{RECOMMENDER_TABLE}-changelog"
 
     def topic(self, spec: TopicSpec | str) -> str:
         """Deployed name of a registry topic (``plays`` -> ``cadenza.plays``)."""

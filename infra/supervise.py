@@ -42,9 +42,15 @@ class Program:
 SUBMIT_MODULE = "infra.deploy.submit"
 
 
+def spark_job_module(settings: Settings) -> str:
+    """How a cadenza command that runs Spark is started: ``python -m infra`` (Spark in the
+    driver), or through spark-submit in the cluster profile."""
+    return SUBMIT_MODULE if settings.clustered else "infra"
+
+
 def programs(settings: Settings) -> tuple[Program, ...]:
     """What runs while the demo is up, in start order."""
-    module = SUBMIT_MODULE if settings.clustered else "infra"
+    module = spark_job_module(settings)
     out = [
         Program("stream-assign", ("stream", "assign"), module=module),
         Program("stream-plays", ("stream", "plays"), module=module),
@@ -67,7 +73,7 @@ def conf_path(settings: Settings) -> Path:
 
 
 def render(settings: Settings, python: str = sys.executable) -> str:
-    """supervisord.conf for :data:`PROGRAMS` (pure)."""
+    """supervisord.conf for :func:`programs` (pure)."""
     run, logs = settings.run_path.resolve(), settings.logs_path.resolve()
     parts = [
         "[unix_http_server]",

@@ -23,7 +23,7 @@ from aiokafka import TopicPartition
 
 from infra.kafka_clients import aio_consumer
 from infra.mongo import client as mongo_client
-from infra.settings import Settings
+from infra.settings import RECOMMENDER_TABLE, Settings
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.catalogue_loader import load_catalogue, load_model
 from recommender_stream.listener import Limits
@@ -33,7 +33,7 @@ from schemas.cluster_model import current_version
 from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_NEW, TRENDING
 
 log = logging.getLogger("cadenza.recommender")
-TABLE: Final = "listeners"
+TABLE: Final = RECOMMENDER_TABLE
 MODEL_CHECK_S: Final = 5.0
 PRODUCER_LINGER_S: Final = 0.005
 
@@ -45,9 +45,7 @@ def app_id(settings: Settings) -> str:
 def changelog_topic(settings: Settings) -> str:
     """Created by ``cadenza stack up`` (``infra.kafka_clients.ensure_topics``) before any worker
     starts: workers starting together would race to create it."""
-    name = f"{app_id(settings)}-{TABLE}-changelog"
-    assert name == settings.recommender_changelog, "the table was renamed: rename it in infra.settings too"
-    return name
+    return settings.recommender_changelog
 
 
 def table_store(settings: Settings) -> str:

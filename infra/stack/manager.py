@@ -103,8 +103,7 @@ class LocalStack:
         launched = []
         for broker in self.brokers:
             if broker.running():
-                wait_until(broker.answers, 30, broker.name, broker.proc)
-                report(f"{broker.name}: already running at {broker.address}")
+                self.start(broker, report)  # waits until it answers
             else:
                 report(f"{broker.name}: starting …")
                 broker.launch()
