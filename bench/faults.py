@@ -75,14 +75,16 @@ from rich.table import Table  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidHandshake  # noqa: E402
 
+from gateway.simulator import latency_summary  # noqa: E402
 from gateway.tokens import issue  # noqa: E402
 from infra import supervise  # noqa: E402
 from infra.errors import InfraError  # noqa: E402
 from infra.groups import GroupAssignment, describe_group  # noqa: E402
-from infra.kafka_clients import describe_topics, partition_states, producer  # noqa: E402
+from infra.kafka_clients import consumer, describe_topics, partition_states, producer  # noqa: E402
 from infra.mongo import client as mongo_client  # noqa: E402
 from infra.offsets import lag_rows  # noqa: E402
 from infra.settings import Settings, child_env, get_settings  # noqa: E402
+from infra.stack.kafka import KafkaBroker  # noqa: E402
 from infra.stack.manager import LocalStack  # noqa: E402
 from schemas.codec import encode  # noqa: E402
 from schemas.events import PlayEvent, PlayKind  # noqa: E402
@@ -90,13 +92,6 @@ from schemas.topics import PLAYS, RECOMMENDATIONS  # noqa: E402
 
 console = Console()
 SECRET = "faults-bench-secret"
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 # --- the system -------------------------------------------------------------------------------
@@ -123,10 +118,6 @@ class Cluster:
     def program_pid(self, name: str) -> int | None:
         out = supervise.ctl(self.settings, "pid", name).stdout.strip()
         return int(out) if out.isdigit() and int(out) > 0 else None
-
-    def program_state(self, name: str) -> str:
-        fields = supervise.ctl(self.settings, "status", name).stdout.split()
-        return fields[1] if len(fields) > 1 else "UNKNOWN"
 
     def crash_program(self, name: str) -> float:
         """kill -9 a supervised program's process group and keep it down; returns the kill time."""
@@ -335,11 +326,12 @@ def partition_of(user: str, partitions: int) -> int:
     return (murmur2(user.encode()) & 0x7FFFFFFF) % partitions
 
 
-def plays_topic_leader(cluster: Cluster, partition: int = 0) -> str:
+def plays_topic_leader(cluster: Cluster, partition: int = 0) -> KafkaBroker:
+    """The local broker leading ``partition`` of ``cadenza.plays`` (node id = index + 1)."""
     for p in partition_states(cluster.settings, cluster.settings.topic(PLAYS)):
         if p.partition == partition:
-            return "kafka" if p.leader == 1 else f"kafka-{p.leader}"
-    raise RuntimeError("cadenza.plays has no partition 0")
+            return cluster.stack.brokers[p.leader - 1]
+    raise RuntimeError(f"cadenza.plays has no partition {partition}")
 
 
 def wait_replicated(cluster: Cluster, timeout: float = 180) -> float:
@@ -377,9 +369,8 @@ async def faults(cluster: Cluster, load: Load, args: argparse.Namespace, marks: 
     await asyncio.sleep(args.warm_s)
 
     # 1. the leader of plays partition 0
-    name = await loop.run_in_executor(None, plays_topic_leader, cluster)
-    broker = cluster.stack.component(name)
-    entry = mark("broker", component=name)
+    broker = await loop.run_in_executor(None, plays_topic_leader, cluster)
+    entry = mark("broker", component=broker.name)
     await loop.run_in_executor(None, broker.kill)
     await asyncio.sleep(args.fault_s)
     await loop.run_in_executor(None, cluster.stack.start, broker)
@@ -424,12 +415,10 @@ async def faults(cluster: Cluster, load: Load, args: argparse.Namespace, marks: 
 
 def read_causes(settings: Settings) -> Counter[str]:
     """``cause_event_id`` -> how many recommendations on ``cadenza.recommendations`` it caused."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     topic = settings.topic(RECOMMENDATIONS)
-    c = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers.split(","), group_id=None, enable_auto_commit=False
-    )
+    c = consumer(settings, group_id=None)
     try:
         parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
         c.assign(parts)
@@ -493,13 +482,9 @@ def analyse(cluster: Cluster, load: Load, marks: list[dict[str, Any]]) -> dict[s
         "history_duplicated": sum(1 for e in ids if stored[e] > 1),
         "without_recommendation": sum(1 for e in ids if causes[e] == 0),
         "recommendations_per_play_max": max((causes[e] for e in ids), default=0),
-        "post_failures_retried": dict(load.failed),
+        "post_failures": dict(load.failed),
         "posts_given_up": load.failed.get("gave up", 0),
-        "latency_ms": {
-            "p50": percentile([v for _, v in latencies], 50),
-            "p99": percentile([v for _, v in latencies], 99),
-            "max": max((v for _, v in latencies), default=None),
-        },
+        "latency_ms": latency_summary([v for _, v in latencies]),
         "faults": [],
     }
     for m in marks:
@@ -507,25 +492,18 @@ def analyse(cluster: Cluster, load: Load, marks: list[dict[str, Any]]) -> dict[s
         start, end = m["at"], m.get("restarted", m["at"])
         window = [v for t, v in latencies if start <= t <= end]
         fault["down_s"] = round(end - start, 1)
-        fault["latency_ms_while_down"] = {"p50": percentile(window, 50), "p99": percentile(window, 99)}
+        fault["latency_ms_while_down"] = latency_summary(window)
         fault["posts_while_down"] = len(window)
         if m["fault"] == "recommender":
             moved = set(m.get("moved_partitions", []))
-            gaps = []
-            for lst in load.listeners:
-                if partition_of(lst.user, PLAYS.partitions) not in moved:
-                    continue
-                # their first play after the kill, and the time its recommendation arrived
-                after = sorted(t for e, (u, t) in load.sent.items() if u == lst.user and t > start)
-                answered = [
-                    first_arrival[e]
-                    for e, (u, t) in load.sent.items()
-                    if u == lst.user and t > start and e in first_arrival
-                ]
-                if after and answered:
-                    gaps.append(min(answered) - start)
+            # per listener on a moved partition: the first answer to a play sent after the kill
+            answered: dict[str, float] = {}
+            for e, (user, sent_at) in load.sent.items():
+                if sent_at > start and e in first_arrival and partition_of(user, PLAYS.partitions) in moved:
+                    answered[user] = min(answered.get(user, first_arrival[e]), first_arrival[e])
+            gaps = [at - start for at in answered.values()]
             fault["affected_listeners"] = len(gaps)
-            fault["resume_s"] = {"p50": percentile(gaps, 50), "max": max(gaps, default=None)}
+            fault["resume_s"] = latency_summary(gaps)
         if m["fault"] == "gateway":
             moved_to = [
                 r["list_at"] - start
@@ -534,10 +512,7 @@ def analyse(cluster: Cluster, load: Load, marks: list[dict[str, Any]]) -> dict[s
                 if start <= r["closed"] <= end + 1
             ]
             fault["reconnected_listeners"] = len(moved_to)
-            fault["latest_list_after_s"] = {
-                "p50": percentile(moved_to, 50),
-                "max": max(moved_to, default=None),
-            }
+            fault["latest_list_after_s"] = latency_summary(moved_to)
         out["faults"].append(fault)
     out["latencies"] = [(round(t, 3), round(v, 1)) for t, v in latencies]
     return out
