@@ -460,6 +460,34 @@ def history_counts(
         mongo.close()
 
 
+def resumption(
+    load: Load, first_arrival: dict[str, float], killed: float, restarted: float, moved: set[int]
+) -> dict[str, Any]:
+    """How a worker's crash looked on the partitions it held.
+
+    ``resume_s``: per moved partition, the kill to the first answer to a play sent after it
+    (the partition is processed in order, so everything before that play is answered too).
+    ``longest_wait_s``: per listener on those partitions, the longest any play they sent
+    while the worker was down (or just before, unanswered at the kill) waited for its answer.
+    (The kill to a listener's next answer is not used: it counts their time between plays.)
+    """
+    resumed: dict[int, float] = {}
+    waits: dict[str, float] = {}
+    for event_id, (user, sent_at) in load.sent.items():
+        part = partition_of(user, PLAYS.partitions)
+        arrived = first_arrival.get(event_id)
+        if part not in moved or arrived is None or arrived < killed or sent_at > restarted:
+            continue
+        waits[user] = max(waits.get(user, 0.0), arrived - sent_at)
+        if sent_at > killed:
+            resumed[part] = min(resumed.get(part, arrived - killed), arrived - killed)
+    return {
+        "resume_s": {str(p): round(v, 2) for p, v in sorted(resumed.items())},
+        "affected_listeners": len(waits),
+        "longest_wait_s": latency_summary(list(waits.values())),
+    }
+
+
 def analyse(cluster: Cluster, load: Load, marks: list[dict[str, Any]]) -> dict[str, Any]:
     """Loss, duplicates and what listeners saw around each fault."""
     settings = cluster.settings
@@ -495,15 +523,7 @@ def analyse(cluster: Cluster, load: Load, marks: list[dict[str, Any]]) -> dict[s
         fault["latency_ms_while_down"] = latency_summary(window)
         fault["posts_while_down"] = len(window)
         if m["fault"] == "recommender":
-            moved = set(m.get("moved_partitions", []))
-            # per listener on a moved partition: the first answer to a play sent after the kill
-            answered: dict[str, float] = {}
-            for e, (user, sent_at) in load.sent.items():
-                if sent_at > start and e in first_arrival and partition_of(user, PLAYS.partitions) in moved:
-                    answered[user] = min(answered.get(user, first_arrival[e]), first_arrival[e])
-            gaps = [at - start for at in answered.values()]
-            fault["affected_listeners"] = len(gaps)
-            fault["resume_s"] = latency_summary(gaps)
+            fault.update(resumption(load, first_arrival, start, end, set(m.get("moved_partitions", []))))
         if m["fault"] == "gateway":
             moved_to = [
                 r["list_at"] - start

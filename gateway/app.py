@@ -336,9 +336,7 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
         metrics.connections_total += 1
         try:
             await websocket.send_text(json.dumps({"type": "hello", "user_id": who.user_id}))
-            for text in [*hub.trending.values(), hub.latest(who.user_id)]:
-                if text is not None:
-                    hub.offer(conn, text)
+            hub.greet(conn)
             await serve(websocket, conn, metrics)
         finally:
             hub.disconnect(conn)
@@ -409,8 +407,8 @@ async def serve(websocket: WebSocket, conn: Connection, metrics: GatewayMetrics)
         while True:
             await conn.wake.wait()
             conn.wake.clear()
-            while conn.pending and conn.closing is None:
-                text, queued = conn.pending.popleft()
+            while conn.closing is None and (message := conn.next_message()) is not None:
+                text, queued = message
                 await websocket.send_text(text)
                 metrics.pushed(time.perf_counter() - queued)
             if conn.closing is not None:

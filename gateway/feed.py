@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -39,6 +40,18 @@ def envelope(kind: str, value: bytes) -> tuple[dict[str, Any], str]:
     if not isinstance(data, dict):
         raise ValueError(f"a {kind} message must be a JSON object")
     return data, '{"type":"' + kind + '","data":' + value.decode("utf-8") + "}"
+
+
+def window_of(data: dict[str, Any]) -> tuple[int, float]:
+    """A trending message's cluster and window end (epoch seconds); ValueError if either is
+    missing or malformed."""
+    cluster, end = data.get("cluster"), data.get("window_end")
+    if not isinstance(cluster, int) or isinstance(cluster, bool):
+        raise ValueError("a trending window without cluster")
+    if not isinstance(end, str):
+        raise ValueError("a trending window without window_end")
+    when = datetime.fromisoformat(end)  # ValueError when malformed
+    return cluster, (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 class Feed:
@@ -123,13 +136,11 @@ class Feed:
                 else:
                     self.hub.push(user, text)
             else:
-                cluster = data.get("cluster")
-                if not isinstance(cluster, int):
-                    raise ValueError("a trending window without cluster")
+                cluster, end = window_of(data)
                 if replay:
-                    self.hub.trending[cluster] = text
+                    self.hub.keep_trending(cluster, text, end)
                 else:
-                    self.hub.broadcast(cluster, text)
+                    self.hub.broadcast(cluster, text, end)
         except (ValueError, UnicodeDecodeError) as err:
             self.hub.metrics.errors["feed_bad_message"] += 1
             if self.dead_letter is not None:

@@ -10,6 +10,13 @@ dropped first) so a (re)connecting listener gets it at once; the counters in
 A connection whose queue is full is a browser that cannot keep up: it is marked
 closing and its writer closes it with code 4408, so one slow listener never delays
 the others (pushing never awaits). So is a socket that has not answered three pings.
+
+Trending windows are state, not events: the streaming job emits every open window of
+every cluster it updated in a micro-batch (tens per second), and a browser only needs
+each cluster's newest. So the hub forwards a window only if it is at least as new as
+the one it has for that cluster, and a connection holds at most one unsent window per
+cluster (a newer one replaces it), outside the bounded queue: a burst of windows never
+makes a listener "slow".
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ class Connection:
     user_id: str
     limit: int
     pending: deque[tuple[str, float]] = field(default_factory=deque)
+    #: The newest unsent trending window per cluster (replaced, never queued behind).
+    trending: dict[int, tuple[str, float]] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closing: int | None = None
     last_heard: float = field(default_factory=time.monotonic)
@@ -56,6 +65,22 @@ class Connection:
         self.pending.append((text, time.perf_counter()))
         self.wake.set()
         return True
+
+    def offer_trending(self, cluster: int, text: str) -> bool:
+        """Hold ``text`` as this cluster's next window to send (replacing an unsent one)."""
+        if self.closing is not None:
+            return False
+        self.trending[cluster] = (text, time.perf_counter())
+        self.wake.set()
+        return True
+
+    def next_message(self) -> tuple[str, float] | None:
+        """What the writer sends next (text, time queued): the queue first, then windows."""
+        if self.pending:
+            return self.pending.popleft()
+        if self.trending:
+            return self.trending.pop(next(iter(self.trending)))
+        return None
 
     def close(self, code: int) -> None:
         if self.closing is None:
@@ -73,7 +98,9 @@ class Hub:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     _by_user: dict[str, set[Connection]] = field(default_factory=dict)
     _latest: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    #: Each cluster's newest trending window (text sent to browsers) and its end time.
     trending: dict[int, str] = field(default_factory=dict)
+    trending_end: dict[int, float] = field(default_factory=dict)
     _count: int = 0
 
     def connect(self, user_id: str) -> Connection:
@@ -144,11 +171,28 @@ class Hub:
             self.metrics.slow_disconnects += 1
         return ok
 
-    def broadcast(self, cluster: int, text: str) -> int:
-        """Keep ``text`` as the cluster's trending window and queue it for every connection."""
-        self.trending[cluster] = text
+    def keep_trending(self, cluster: int, text: str, end: float) -> bool:
+        """Keep ``text`` as the cluster's window if it ends no earlier than the one kept."""
+        if end < self.trending_end.get(cluster, float("-inf")):
+            return False
+        self.trending[cluster], self.trending_end[cluster] = text, end
+        return True
+
+    def broadcast(self, cluster: int, text: str, end: float) -> int:
+        """Keep the cluster's window and hand it to every connection, unless a newer
+        window of that cluster was already seen; how many connections took it."""
+        if not self.keep_trending(cluster, text, end):
+            return 0
         delivered = 0
         for conns in self._by_user.values():
             for conn in conns:
-                delivered += self.offer(conn, text)
+                delivered += conn.offer_trending(cluster, text)
         return delivered
+
+    def greet(self, conn: Connection) -> None:
+        """What a new connection gets at once: each cluster's window, the listener's latest list."""
+        for cluster, text in self.trending.items():
+            conn.offer_trending(cluster, text)
+        latest = self.latest(conn.user_id)
+        if latest is not None:
+            self.offer(conn, latest)

@@ -190,6 +190,13 @@ class Settings(BaseSettings):
     faust_workers: int = Field(
         1, ge=1, le=8, description="Recommender workers the demo runs (default 2 in the cluster profile)."
     )
+    faust_session_timeout_s: float = Field(
+        3.0,
+        ge=1.0,
+        le=60.0,
+        description="How long a silent recommender worker keeps its partitions: a crashed worker's "
+        "listeners move to the others after this long (the local brokers accept 1 s and up).",
+    )
     faust_store: Literal["memory", "rocksdb"] = Field(
         "memory",
         description="Where a recommender worker keeps its table: memory, rebuilt from the changelog "

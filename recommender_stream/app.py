@@ -94,10 +94,10 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
         broker_commit_every=500,
         broker_commit_interval=1.0,
         table_cleanup_interval=60.0,
-        # A worker that dies is noticed after this long, and its partitions move on (6 s is
-        # the shortest a broker accepts by default: group.min.session.timeout.ms).
-        broker_session_timeout=6.0,
-        broker_heartbeat_interval=2.0,
+        # A worker that dies is noticed after this long, and its partitions move on. Brokers
+        # refuse less than group.min.session.timeout.ms (6 s by default, 1 s on the local stack).
+        broker_session_timeout=settings.faust_session_timeout_s,
+        broker_heartbeat_interval=settings.faust_session_timeout_s / 3,
         key_serializer="json",
         value_serializer="json",
         # Faust's stock recovery can drop the plays a restarted worker fetches (recovery.py).

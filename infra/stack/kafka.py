@@ -61,6 +61,9 @@ def server_properties(settings: Settings, log_dir: Path, index: int = 0) -> str:
         "transaction.state.log.replication.factor": str(replicas),
         "transaction.state.log.min.isr": str(min(2, replicas)),
         "group.initial.rebalance.delay.ms": "0",
+        # Let consumers ask for short sessions (CADENZA_FAUST_SESSION_TIMEOUT_S): a crashed
+        # recommender worker's partitions then move within seconds (broker default 6 s).
+        "group.min.session.timeout.ms": "1000",
         "auto.create.topics.enable": "false",
         "unclean.leader.election.enable": "false",
         "message.max.bytes": str(2 * 1024 * 1024),

@@ -63,7 +63,7 @@ def test_each_listener_gets_only_their_recommendations(
         assert got_a == [1, 4]
         assert got_b["data"]["user_id"] == "bob" and got_b["data"]["items"][0]["track_id"] == 3
         # Trending goes to everyone.
-        component.portal.call(hub.broadcast, 5, '{"type":"trending","data":{"cluster":5}}')  # type: ignore[union-attr]
+        component.portal.call(hub.broadcast, 5, '{"type":"trending","data":{"cluster":5}}', 60.0)  # type: ignore[union-attr]
         assert receive(a)["type"] == receive(b)["type"] == "trending"
     assert hub.count() == 0
     assert component.app.state.gateway.metrics.messages_pushed == 5  # type: ignore[attr-defined]

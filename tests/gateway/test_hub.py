@@ -48,8 +48,8 @@ def test_broadcast_reaches_everyone_and_the_latest_cache_is_bounded() -> None:
     async def scenario() -> None:
         hub = Hub(queue_size=4, latest_kept=3)
         conns = [hub.connect(u) for u in ("a", "b", "c")]
-        assert hub.broadcast(7, "hot") == 3
-        assert all(c.pending[0][0] == "hot" for c in conns)
+        assert hub.broadcast(7, "hot", 60.0) == 3
+        assert [text for text, _ in (c.next_message() or ("", 0.0) for c in conns)] == ["hot"] * 3
         assert hub.trending == {7: "hot"}
         for user in ("u1", "u2", "u3", "u1", "u4"):
             hub.remember(user, user)
@@ -69,5 +69,35 @@ def test_the_heartbeat_pings_and_closes_silent_sockets() -> None:
         beat.cancel()
         assert any('"ping"' in text for text, _ in chatty.pending) and chatty.closing is None
         assert quiet.closing == CLOSE_SLOW
+
+    run(scenario())
+
+
+def test_a_burst_of_trending_windows_keeps_the_newest_per_cluster_and_never_closes() -> None:
+    """The streaming job emits every open window of every updated cluster per micro-batch:
+    far more than a queue holds. Each connection ends up with one window per cluster, the
+    newest, and stays open; an older window arriving late is not forwarded."""
+
+    async def scenario() -> None:
+        hub = Hub(queue_size=4)
+        conn = hub.connect("a")
+        for end in range(10):  # ten sliding windows ...
+            for cluster in range(8):  # ... of eight clusters: 80 messages
+                assert hub.broadcast(cluster, f"c{cluster}-w{end}", 60.0 * end) == 1
+        assert conn.closing is None and hub.metrics.slow_disconnects == 0
+        assert hub.broadcast(3, "c3-stale", 0.0) == 0
+        assert hub.trending[3] == "c3-w9"
+        sent = []
+        while (message := conn.next_message()) is not None:
+            sent.append(message[0])
+        assert sorted(sent) == sorted(f"c{c}-w9" for c in range(8))
+        # A new connection is greeted with every cluster's newest window and the latest list.
+        hub.push("b", "list-b")
+        b = hub.connect("b")
+        hub.greet(b)
+        greeted = []
+        while (message := b.next_message()) is not None:
+            greeted.append(message[0])
+        assert greeted[0] == "list-b" and sorted(greeted[1:]) == sorted(f"c{c}-w9" for c in range(8))
 
     run(scenario())
