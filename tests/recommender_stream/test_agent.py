@@ -56,3 +56,18 @@ def test_agent_updates_the_table_and_emits_lists_and_dead_letters(tmp_path: Path
     assert not {3, 5} & {i.track_id for i in lists[2].items}
     assert [d.error_class for d in letters] == ["SchemaError", "UnknownTrackError"]
     assert runtime.processor.metrics.duplicates == 1
+
+
+def test_a_crashed_workers_partitions_move_after_the_configured_session(tmp_path: Path) -> None:
+    """The session timeout is the setting (heartbeats three per session), and the local
+    brokers accept it: their group.min.session.timeout.ms is no longer than the default."""
+    from infra.stack.kafka import server_properties
+
+    settings = Settings(data_dir=tmp_path, faust_store="memory", faust_session_timeout_s=2.5)
+    app, _ = create_app(settings, web_port=1)
+    assert app.conf.broker_session_timeout == 2.5
+    assert abs(app.conf.broker_heartbeat_interval - 2.5 / 3) < 1e-9
+    props = dict(
+        line.split("=", 1) for line in server_properties(Settings(data_dir=tmp_path), tmp_path).splitlines()
+    )
+    assert int(props["group.min.session.timeout.ms"]) <= Settings().faust_session_timeout_s * 1000
