@@ -378,10 +378,12 @@ async def faults(cluster: Cluster, load: Load, args: argparse.Namespace, marks: 
     entry["caught_up_s"] = await loop.run_in_executor(None, wait_replicated, cluster)
     await asyncio.sleep(args.recover_s)
 
-    # 2. a recommender worker
+    # 2. a recommender worker, once both are in a settled group again (the broker's loss may
+    # have moved the group's coordinator, and a worker whose session ran out rejoins)
     topic = cluster.settings.topic(PLAYS)
+    settled_s = await loop.run_in_executor(None, cluster.wait_group, 2)
     before = await loop.run_in_executor(None, cluster.group)
-    entry = mark("recommender", program="recommender-1")
+    entry = mark("recommender", program="recommender-1", group_settled_first_s=round(settled_s, 1))
     entry["at"] = await loop.run_in_executor(None, cluster.crash_program, "recommender-1")
     entry["takeover_s"] = await loop.run_in_executor(None, cluster.wait_group, 1)
     after = await loop.run_in_executor(None, cluster.group)

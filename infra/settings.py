@@ -191,11 +191,12 @@ class Settings(BaseSettings):
         1, ge=1, le=8, description="Recommender workers the demo runs (default 2 in the cluster profile)."
     )
     faust_session_timeout_s: float = Field(
-        3.0,
+        4.5,
         ge=1.0,
         le=60.0,
         description="How long a silent recommender worker keeps its partitions: a crashed worker's "
-        "listeners move to the others after this long (the local brokers accept 1 s and up).",
+        "listeners move to the others after this long (the local brokers accept 1 s and up; keep "
+        "it above the brokers' 3 s fencing, or losing a broker makes every worker rejoin).",
     )
     faust_store: Literal["memory", "rocksdb"] = Field(
         "memory",

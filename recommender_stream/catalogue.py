@@ -21,6 +21,8 @@ from schemas.cluster_model import ClusterModel
 
 #: Nearest-neighbour lists kept (one per track asked about); cleared when full.
 NEAREST_CACHE = 200_000
+#: Neighbours found per track at least (ranking asks for 10 and 20): one search serves both.
+NEAREST_KEPT = 20
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Catalogue:
     _members: dict[int, list[int]] = field(default_factory=dict)
     _member_arrays: dict[int, NDArray[np.int64]] = field(default_factory=dict)
     _member_blocks: dict[int, tuple[NDArray[np.float32], NDArray[np.float32]]] = field(default_factory=dict)
-    _nearest: dict[tuple[int, int], list[tuple[int, float]]] = field(default_factory=dict)
+    _nearest: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self._coords.shape[1] != self.dims:
@@ -150,14 +152,14 @@ class Catalogue:
     def nearest(self, pos: int, count: int) -> list[tuple[int, float]]:
         """Up to ``count`` other tracks of the same cluster nearest to ``pos``: ``(pos, distance)``.
 
-        Cached per track (popular tracks are asked for again and again) until the
-        catalogue changes."""
-        key = (pos, count)
-        found = self._nearest.get(key)
-        if found is None:
-            near = self.closest_in(self.clusters[pos], self._coords[pos], count + 1)
-            found = [(p, d) for p, d in near if p != pos][:count]
+        Cached per track, at least ``NEAREST_KEPT`` deep so that asking for fewer is a
+        slice (popular tracks are asked for again and again), until the catalogue changes."""
+        found = self._nearest.get(pos)
+        if found is None or (len(found) < count and len(found) < len(self._members[self.clusters[pos]]) - 1):
+            kept = max(count, NEAREST_KEPT)
+            near = self.closest_in(self.clusters[pos], self._coords[pos], kept + 1)
+            found = [(p, d) for p, d in near if p != pos][:kept]
             if len(self._nearest) >= NEAREST_CACHE:
                 self._nearest.clear()
-            self._nearest[key] = found
-        return found
+            self._nearest[pos] = found
+        return found[:count]

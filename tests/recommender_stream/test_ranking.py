@@ -123,3 +123,22 @@ def test_cold_start_uses_trending_then_popular() -> None:
         (cat.ids[5], "popular on Cadenza"),
     ]
     assert len(picks) == 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 80), seed=st.integers(0, 5), counts=st.lists(st.integers(1, 30), min_size=1, max_size=4)
+)
+def test_nearest_neighbours_match_a_brute_force_scan_whatever_was_asked_before(
+    n: int, seed: int, counts: list[int]
+) -> None:
+    """The per-track cache serves any depth asked for, in any order, as a full scan would."""
+    cat = make_catalogue(n, 3, seed)
+    for pos in range(0, n, 7):
+        mates = [p for p in range(n) if cat.clusters[p] == cat.clusters[pos] and p != pos]
+        d = {p: float(np.linalg.norm(cat.coords([p])[0] - cat.coords([pos])[0])) for p in mates}
+        expected = sorted(mates, key=lambda p: (d[p], p))
+        for count in counts:
+            got = cat.nearest(pos, count)
+            assert [p for p, _ in got] == expected[:count]
+            assert all(abs(dist - d[p]) < 1e-3 for p, dist in got)
