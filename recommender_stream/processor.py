@@ -22,7 +22,7 @@ from recommender_stream.metrics import Metrics
 from recommender_stream.ranking import recommend
 from schemas.codec import dead_letter, decode, encode, encode_key
 from schemas.errors import SchemaError
-from schemas.events import PlayEvent, Recommendation, RecommendedTrack, TrackEvent, Trending
+from schemas.events import PlayEvent, Recommendation, TrackEvent, Trending
 
 STAGE: Final = "recommender_stream"
 POPULAR_KEPT: Final = 200
@@ -115,12 +115,14 @@ class Processor:
                 self.metrics.duplicate()
             elif event.kind.value == "play":
                 self._count_play(event.track_id)
-            message = Recommendation(
-                user_id=event.user_id,
-                items=self.rank(state, now=ts),
-                model_version=self.catalogue.version,
-                cause_event_id=event.event_id,
-                cause_ts=event.ts,
+            message = Recommendation.model_validate(
+                {
+                    "user_id": event.user_id,
+                    "items": self.rank(state, now=ts),
+                    "model_version": self.catalogue.version,
+                    "cause_event_id": event.event_id,
+                    "cause_ts": event.ts,
+                }
             )
             self.metrics.recommendation_out(time.perf_counter() - started)
             outputs.append(Output("recommendations", encode_key(event.user_id), encode(message)))
@@ -137,7 +139,9 @@ class Processor:
         if len(self.popular) < POPULAR_KEPT or self.plays_seen % POPULAR_EVERY == 0:
             self.popular = dict(self.popularity.most_common(POPULAR_KEPT))
 
-    def rank(self, state: ListenerState, *, now: float) -> list[RecommendedTrack]:
+    def rank(self, state: ListenerState, *, now: float) -> list[dict[str, Any]]:
+        """The listener's list as ``RecommendedTrack`` fields: plain dicts, which the
+        ``Recommendation`` they go into validates in one pass (far cheaper than a model each)."""
         picks = recommend(
             state,
             self.catalogue,
@@ -147,18 +151,19 @@ class Processor:
             now=now,
             half_life_s=self.half_life_s,
         )
+        cat = self.catalogue
         items = []
         for p in picks:
-            pos = self.catalogue.position(p.track_id) or 0
+            pos = cat.position(p.track_id) or 0
             items.append(
-                RecommendedTrack(
-                    track_id=p.track_id,
-                    score=round(p.score, 6),
-                    reason=p.reason[:500],
-                    cluster=p.cluster,
-                    title=self.catalogue.titles[pos][:1000],
-                    artist=self.catalogue.artists[pos][:1000],
-                )
+                {
+                    "track_id": p.track_id,
+                    "score": round(p.score, 6),
+                    "reason": p.reason[:500],
+                    "cluster": p.cluster,
+                    "title": cat.titles[pos][:1000],
+                    "artist": cat.artists[pos][:1000],
+                }
             )
         return items
 

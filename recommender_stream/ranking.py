@@ -15,7 +15,7 @@ Candidates, each with a score and the reason shown to the listener:
   played ("popular on Cadenza").
 
 Never the last N played or recently skipped tracks. Then maximal marginal relevance
-picks K of them (``lambda_`` trades score against similarity to what is already
+picks K of the best 4K of them (``lambda_`` trades score against similarity to what is already
 picked); if fewer than K candidates exist, the rest of the catalogue fills in by
 cluster affinity, popularity and id, so the list has K tracks whenever the catalogue
 allows. Ties break on track id: the same state always gives the same list.
@@ -35,6 +35,8 @@ SEEDS = 3
 PER_SEED = 10
 STRONGEST = 2
 MIX_SEEDS = 5
+#: MMR looks at this many candidates per track it picks (the best by score).
+SHORTLIST_PER_K = 4
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,10 @@ def _near_mix(catalogue: Catalogue, recent_pos: list[int], cluster: int) -> list
         return []
     inside = [p for p in recent_pos if catalogue.clusters[p] == cluster][-MIX_SEEDS:]
     if not inside:
-        return catalogue.closest_in(cluster, catalogue.coords(recent_pos).mean(axis=0), PER_SEED)
-    centre = catalogue.coords(inside).mean(axis=0)
+        return catalogue.closest_in(
+            cluster, catalogue.coords(recent_pos).sum(axis=0) / len(recent_pos), PER_SEED
+        )
+    centre = catalogue.coords(inside).sum(axis=0) / len(inside)
     pool = sorted({p for seed in inside for p, _ in catalogue.nearest(seed, 2 * PER_SEED)} | set(inside))
     d = np.sqrt(((catalogue.coords(pool) - centre) ** 2).sum(axis=1))
     ranked = sorted(zip(d.tolist(), pool, strict=True))[:PER_SEED]
@@ -132,26 +136,29 @@ def _near_mix(catalogue: Catalogue, recent_pos: list[int], cluster: int) -> list
 
 
 def mmr(catalogue: Catalogue, found: Mapping[int, Pick], k: int, lambda_: float = 0.7) -> list[Pick]:
-    """Pick ``k`` by maximal marginal relevance (score vs. similarity to those picked)."""
+    """Pick ``k`` by maximal marginal relevance (score vs. similarity to those picked), among
+    the best ``SHORTLIST_PER_K * k`` candidates by score (ties by track id)."""
     if not found:
         return []
-    positions = np.asarray(sorted(found, key=lambda p: (-found[p].score, found[p].track_id)), dtype=np.int64)
-    scores = np.asarray([found[int(p)].score for p in positions])
-    span = float(scores.max() - scores.min()) or 1.0
-    relevance = (scores - scores.min()) / span
-    coords = catalogue.coords(positions).astype(np.float64)
+    ranked = sorted(found.values(), key=lambda p: (-p.score, p.track_id))[: max(k, SHORTLIST_PER_K * k)]
+    positions = [catalogue.position(p.track_id) for p in ranked]
+    scores = np.fromiter((p.score for p in ranked), dtype=np.float64, count=len(ranked))
+    low = float(scores[-1])  # sorted: the last is the lowest
+    span = float(scores[0]) - low or 1.0
+    coords = catalogue.coords(positions).astype(np.float64)  # type: ignore[arg-type]
     norms = (coords * coords).sum(axis=1)
     d2 = np.maximum(norms[:, None] + norms[None, :] - 2.0 * (coords @ coords.T), 0.0)
-    similarity = 1.0 / (1.0 + np.sqrt(d2))
-    max_sim = np.zeros(positions.size)
-    chosen: list[int] = []
-    value = lambda_ * relevance
-    for _ in range(min(k, positions.size)):
-        best = int(np.argmax(value - (1 - lambda_) * max_sim))  # first maximum: by score, then id
-        chosen.append(best)
+    # value - (1 - lambda) * max similarity to those picked, kept up to date in place
+    penalty = (1.0 - lambda_) / (1.0 + np.sqrt(d2))
+    value = (lambda_ / span) * (scores - low)
+    max_pen = np.zeros(len(ranked))
+    chosen: list[Pick] = []
+    for _ in range(min(k, len(ranked))):
+        best = int((value - max_pen).argmax())  # first maximum: by score, then id
+        chosen.append(ranked[best])
         value[best] = -np.inf
-        np.maximum(max_sim, similarity[best], out=max_sim)
-    return [found[int(positions[i])] for i in chosen]
+        np.maximum(max_pen, penalty[best], out=max_pen)
+    return chosen
 
 
 def fill(
