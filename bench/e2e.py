@@ -242,7 +242,7 @@ class System:
 
     def program_pids(self) -> dict[str, int]:
         out = {}
-        for program in supervise.PROGRAMS:
+        for program in supervise.programs(self.settings):
             done = supervise.ctl(self.settings, "pid", program.name)
             with contextlib.suppress(ValueError):
                 if int(done.stdout.strip()) > 0:
@@ -263,7 +263,7 @@ class System:
 
     def log_tails(self, lines: int = 25) -> str:
         out = []
-        for p in supervise.PROGRAMS:
+        for p in supervise.programs(self.settings):
             path = self.settings.logs_path / f"{p.name}.log"
             text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else ["(no log)"]
             out.append(f"--- {p.name} ---\n" + "\n".join(text))

@@ -13,6 +13,7 @@ tolerance or a target (>= 2x baseline, >= 2.5 clips/s/core) is missed.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
@@ -27,7 +28,6 @@ import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import librosa  # noqa: E402
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
             "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(),
             "numpy": np.__version__,
-            "librosa": librosa.__version__,
+            "librosa": importlib.metadata.version("librosa"),
             "threads_per_process": 1,
         },
         "clips": n,
