@@ -316,6 +316,16 @@ def extract_signal(y: np.ndarray, sr: float) -> np.ndarray:
     return assemble(feature_frames(_mono(y), float(sr)))
 
 
+def warm_up() -> None:
+    """Compile librosa's numba kernels in this one process (or load them from the cache).
+
+    Run it before several processes extract at once (the ETL's Spark workers): numba's
+    cache of ``@guvectorize`` kernels can be left inconsistent when two processes compile
+    them at the same time (numba issue #10128), and every later process that loads it
+    crashes with a segmentation fault."""
+    extract_signal(np.random.default_rng(0).standard_normal(2 * 22_050).astype(np.float32), 22_050.0)
+
+
 def extract_naive(y: np.ndarray, sr: float) -> np.ndarray:
     """Benchmark baseline: every feature from the signal by its own librosa call.
 

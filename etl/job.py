@@ -217,6 +217,11 @@ def run_etl(
             ]
             had_error = frozenset(i.track_id for i in items if i.track_id in known_errors)
             config = PartitionConfig(settings, str(root.resolve()), had_error)
+            if items:
+                # Compiled here, once, before the workers load them (see features.warm_up).
+                from etl.features import warm_up
+
+                warm_up()
             outcomes, used, extract_s = run_partitions(spark, config, items, progress, partitions)
             published += writer.replay_outbox(db, kafka, topic)
         finally:

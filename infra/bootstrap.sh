@@ -32,4 +32,7 @@ command -v go   >/dev/null 2>&1 || apt_install golang
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 "$VENV/bin/cadenza" stack prepare
+# librosa's numba kernels, compiled once by one process before tests or the ETL run
+# several at once (concurrent compiles can corrupt numba's cache: etl.features.warm_up).
+"$VENV/bin/python" -c 'from etl.features import warm_up; warm_up()'
 echo "bootstrap: done ($VENV ready)"

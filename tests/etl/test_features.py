@@ -270,3 +270,23 @@ def test_numba_cache_dir_follows_settings(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert fx.numba_cache_dir() == tmp_path / "numba"
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "own"))
     assert fx.numba_cache_dir() == tmp_path / "own"
+
+
+def test_warm_up_compiles_the_kernels_into_numbas_cache(tmp_path: Path) -> None:
+    """One process fills an empty cache with the kernels extraction uses (the gufuncs whose
+    concurrent compilation can corrupt it), so the ETL's workers only load them."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    subprocess.run(
+        [sys.executable, "-c", "from etl.features import warm_up; warm_up()"],
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    cached = {
+        p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in (tmp_path / "numba").rglob("guf-*.nbi")
+    }
+    assert any("_pi_wrapper" in name for name in cached), cached
+    assert any("_zc_wrapper" in name for name in cached), cached
