@@ -140,12 +140,13 @@ def mmr(catalogue: Catalogue, found: Mapping[int, Pick], k: int, lambda_: float 
     the best ``SHORTLIST_PER_K * k`` candidates by score (ties by track id)."""
     if not found:
         return []
-    ranked = sorted(found.values(), key=lambda p: (-p.score, p.track_id))[: max(k, SHORTLIST_PER_K * k)]
-    positions = [catalogue.position(p.track_id) for p in ranked]
+    shortlist = sorted(found.items(), key=lambda kv: (-kv[1].score, kv[1].track_id))
+    shortlist = shortlist[: max(k, SHORTLIST_PER_K * k)]
+    ranked = [pick for _, pick in shortlist]
     scores = np.fromiter((p.score for p in ranked), dtype=np.float64, count=len(ranked))
     low = float(scores[-1])  # sorted: the last is the lowest
     span = float(scores[0]) - low or 1.0
-    coords = catalogue.coords(positions).astype(np.float64)  # type: ignore[arg-type]
+    coords = catalogue.coords([pos for pos, _ in shortlist]).astype(np.float64)
     norms = (coords * coords).sum(axis=1)
     d2 = np.maximum(norms[:, None] + norms[None, :] - 2.0 * (coords @ coords.T), 0.0)
     # value - (1 - lambda) * max similarity to those picked, kept up to date in place

@@ -285,8 +285,6 @@ def test_warm_up_compiles_the_kernels_into_numbas_cache(tmp_path: Path) -> None:
         check=True,
         timeout=300,
     )
-    cached = {
-        p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in (tmp_path / "numba").rglob("guf-*.nbi")
-    }
+    cached = [p.name for p in (tmp_path / "numba").rglob("guf-*.nbi")]
     assert any("_pi_wrapper" in name for name in cached), cached
     assert any("_zc_wrapper" in name for name in cached), cached

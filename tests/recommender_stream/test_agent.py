@@ -58,7 +58,7 @@ def test_agent_updates_the_table_and_emits_lists_and_dead_letters(tmp_path: Path
     assert runtime.processor.metrics.duplicates == 1
 
 
-def test_a_crashed_workers_partitions_move_after_the_configured_session(tmp_path: Path) -> None:
+def test_the_workers_session_follows_the_setting_and_the_local_brokers_accept_it(tmp_path: Path) -> None:
     """The session timeout is the setting (heartbeats three per session), and the local
     brokers accept it: their group.min.session.timeout.ms is no longer than the default."""
     from infra.stack.kafka import server_properties
