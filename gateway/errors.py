@@ -35,3 +35,11 @@ class BadRequestError(GatewayError):
 
 class UnavailableError(GatewayError):
     """Kafka or MongoDB cannot be reached right now (HTTP 503)."""
+
+
+class HTTPClientError(GatewayError, ConnectionError):
+    """The simulator's HTTP client could not read the server's answer as one HTTP/1.1 response."""
+
+
+class ClosedUnansweredError(HTTPClientError):
+    """A connection closed before any byte of an answer arrived."""

@@ -40,6 +40,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from gateway import simulation, tokens
 from gateway.errors import GatewayError
+from gateway.keepalive import KeepAlivePool
 from infra.settings import Settings
 from schemas.events import PlayEvent
 
@@ -347,16 +348,12 @@ async def _close(ws: ClientConnection) -> None:
 
 
 class GatewaySender:
-    """``POST /api/plays`` with each listener's token; one request at a time per listener."""
+    """``POST /api/plays`` with each listener's token; one request at a time per listener,
+    over at most ``concurrency`` keep-alive connections (:mod:`gateway.keepalive`)."""
 
     def __init__(self, base: str, tokens_of: dict[str, str], tally: Tally, concurrency: int) -> None:
         self.tokens_of, self.tally = tokens_of, tally
-        self.client = httpx.AsyncClient(
-            base_url=base,
-            timeout=HTTP_TIMEOUT_S,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        )
+        self.client = KeepAlivePool(base, concurrency, HTTP_TIMEOUT_S)
         self.locks: dict[str, asyncio.Lock] = {u: asyncio.Lock() for u in tokens_of}
 
     async def start(self) -> None:
@@ -370,31 +367,32 @@ class GatewaySender:
             "event_id": event_id,
         }
         headers = {"Authorization": f"Bearer {self.tokens_of[user]}"}
+        payload = json.dumps(body).encode()
         async with self.locks[user]:
             self.tally.sent_at[event_id] = time.time()
             try:
-                response = await self.client.post("/api/plays", json=body, headers=headers)
-            except httpx.HTTPError as err:
+                status, answer = await self.client.post("/api/plays", payload, headers)
+            except OSError as err:  # refused, reset, timed out, or not an HTTP answer
                 self.tally.failed[type(err).__name__] += 1
                 return
-        if response.status_code == 202:
+        if status == 202:
             self.tally.accepted.append(event_id)
             self.tally.accepted_of[user] += 1
         else:
-            self.tally.failed[_refusal(response)] += 1
+            self.tally.failed[refusal(status, answer)] += 1
 
     async def stop(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
 
-def _refusal(response: httpx.Response) -> str:
+def refusal(status: int, answer: bytes) -> str:
     """``"HTTP 422 track_id"``: the status and, when the gateway names one, the field."""
     try:
-        body = response.json()
+        body = json.loads(answer)
     except ValueError:
         body = None
     where = body.get("field") if isinstance(body, dict) else None
-    return f"HTTP {response.status_code}" + (f" {where}" if isinstance(where, str) else "")
+    return f"HTTP {status}" + (f" {where}" if isinstance(where, str) else "")
 
 
 class KafkaSender:
