@@ -131,6 +131,15 @@ class Settings(BaseSettings):
         "cluster; default: built into the cache by `cadenza stack prepare --profile cluster`.",
     )
     spark_driver_memory: str = Field("2g", description="Spark driver memory.")
+    spark_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU niceness of the Structured Streaming jobs (their JVM and Python workers) "
+        "under `cadenza demo`/`stack up`, and of the cluster profile's Spark workers: on a "
+        "machine they share with the recommender and gateways, listeners' latency goes first "
+        "and Spark takes the CPU left over. 0 runs them at normal priority.",
+    )
     spark_shuffle_partitions: int = Field(
         8, ge=1, description="spark.sql.shuffle.partitions of Cadenza's Spark jobs."
     )

@@ -1,9 +1,12 @@
 """Spark's Python worker daemon (``spark.python.daemon.module``), without the 0.2 s per task
 that Python 3.11 spends re-reading unchanged zip archives.
 
-Source: started by Spark (``python -m infra.spark_daemon``) in place of ``pyspark.daemon``;
-it forks the Python workers that run Cadenza's UDFs. Destination: those workers, which
-inherit the patch below.
+Source: started by Spark in place of ``pyspark.daemon``: ``python -m infra.spark_daemon``
+with a local master (:func:`infra.spark.spark_session`), ``python -m
+cadenza_spark_daemon`` on a cluster's executors (this file, copied into their environment
+archive by :mod:`infra.deploy.executor_env`; it imports nothing of Cadenza's for that
+reason). It forks the Python workers that run Cadenza's UDFs. Destination: those
+workers, which inherit the patch below.
 
 Before each task, pyspark's worker calls ``importlib.invalidate_caches()``
 (``pyspark.worker_util.setup_spark_files``). On Python 3.11 that makes every
@@ -22,6 +25,8 @@ import os
 import zipimport
 from typing import Any
 
+#: The module's name in the executors' environment archive.
+EXECUTOR_MODULE = "cadenza_spark_daemon"
 #: Per archive: its (mtime, size) when last read, and the directory read then.
 _read: dict[str, tuple[tuple[int, int], Any]] = {}
 _reread = zipimport.zipimporter.invalidate_caches

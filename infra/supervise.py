@@ -28,6 +28,7 @@ from pydantic import SecretStr
 
 from infra.errors import InfraError
 from infra.settings import Settings, child_env
+from infra.stack.process import niced
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Program:
     argv: tuple[str, ...]  # arguments of the cadenza command
     settings: tuple[tuple[str, object], ...] = ()  # per-program settings (ports)
     module: str = "infra"  # ``python -m <module> argv…``; the spark-submit recipe on a cluster
+    nice: int = 0  # CPU niceness (``nice -n``), inherited by the program's children
 
 
 #: The spark-submit recipe (``python -m infra.deploy.submit stream plays``).
@@ -52,8 +54,8 @@ def programs(settings: Settings) -> tuple[Program, ...]:
     """What runs while the demo is up, in start order."""
     module = spark_job_module(settings)
     out = [
-        Program("stream-assign", ("stream", "assign"), module=module),
-        Program("stream-plays", ("stream", "plays"), module=module),
+        Program("stream-assign", ("stream", "assign"), module=module, nice=settings.spark_nice),
+        Program("stream-plays", ("stream", "plays"), module=module, nice=settings.spark_nice),
     ]
     out += _replicas(
         "recommender", ("recommender",), "faust_port", settings.faust_port, settings.faust_workers
@@ -99,7 +101,7 @@ def render(settings: Settings, python: str = sys.executable) -> str:
         environment = ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(env.items()) if _plain(k))
         parts += [
             f"[program:{program.name}]",
-            f"command={shlex.join([python, '-m', program.module, *program.argv])}",
+            f"command={shlex.join(niced([python, '-m', program.module, *program.argv], program.nice))}",
             f"environment={environment}",
             f"priority={priority * 10}",
             "autorestart=true",

@@ -30,13 +30,14 @@ from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 
+from infra import spark_daemon
 from infra.errors import ConfigError
 from infra.settings import Settings
 from infra.stack.tools import run_checked
 
 REQUIREMENTS = Path(__file__).resolve().with_name("executor-requirements.txt")
 #: Bumped when the way the archive is built changes (invalidates cached archives).
-BUILD_LEVEL = "2"
+BUILD_LEVEL = "3"
 #: Archive format. Spark 4 unpacks a ``.tar`` with Java code that refuses the venv's absolute
 #: ``bin/python3.11`` symlink (to the base interpreter); a ``.tar.gz`` goes through the system
 #: tar, which keeps symlinks and permissions. Measured on 2 cores (~680 MB unpacked): level 1
@@ -166,6 +167,7 @@ def _build(requirements: Path, pins: list[str], venv: Path, archive: Path, repor
             ],
             f"installing {requirements} into the executor venv",
         )  # fmt: skip
+        add_daemon_module(venv)
         report(f"spark executor env: packing {archive.name}")
         tmp.unlink(missing_ok=True)
         excludes = [arg for pattern in EXCLUDES for arg in ("--exclude", pattern)]
@@ -185,6 +187,16 @@ def _build(requirements: Path, pins: list[str], venv: Path, archive: Path, repor
         shutil.rmtree(venv, ignore_errors=True)  # the archive is all that is needed
     size_mb = archive.stat().st_size / 1e6
     report(f"spark executor env: {archive} ({size_mb:.0f} MB, {time.monotonic() - started:.0f} s)")
+
+
+def add_daemon_module(venv: Path) -> Path:
+    """Copy :mod:`infra.spark_daemon` into ``venv``'s site-packages as the top-level
+    ``cadenza_spark_daemon`` (what ``spark.python.daemon.module`` names on a cluster)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    target = venv / "lib" / version / "site-packages" / f"{spark_daemon.EXECUTOR_MODULE}.py"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(spark_daemon.__file__, target)
+    return target
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
+from infra import spark_daemon
 from infra.errors import ConfigError
 from infra.settings import Settings
 
@@ -112,6 +113,8 @@ def submit_argv(
         "spark.cores.max": str(settings.spark_cores_max),
         "spark.sql.session.timeZone": "UTC",
         "spark.python.worker.reuse": "true",
+        # Python workers that don't re-read Spark's jars before every task (infra/spark_daemon.py).
+        "spark.python.daemon.module": spark_daemon.EXECUTOR_MODULE,
     }
     host = urlparse(master).hostname if master.startswith("spark://") else None
     if host in LOOPBACK:  # a cluster on this machine: the driver listens on loopback too

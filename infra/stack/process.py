@@ -21,6 +21,11 @@ from pathlib import Path
 from infra.errors import ConfigError, StackError
 
 
+def niced(argv: Sequence[str], niceness: int) -> list[str]:
+    """``argv`` run at a lower CPU priority (``nice -n``; children inherit it); as is for 0."""
+    return ["nice", "-n", str(niceness), *argv] if niceness else list(argv)
+
+
 @dataclass(frozen=True)
 class ManagedProcess:
     """A named background process with a pid file and a log file."""

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from infra.settings import Settings
-from infra.stack.process import ManagedProcess, ensure_port_free, wait_until
+from infra.stack.process import ManagedProcess, ensure_port_free, niced, wait_until
 from infra.stack.tools import java_bin
 
 HOST = "127.0.0.1"
@@ -307,7 +307,11 @@ class SparkWorker:
         self.conf_file.write_text(properties_text(WORKER_PROPERTIES))
         home = spark_home()
         self.proc.start(
-            worker_argv(self.settings, self.index, home, self.work_dir, self.conf_file),
+            # Executors (and their Python workers) are the worker's children: they inherit this.
+            niced(
+                worker_argv(self.settings, self.index, home, self.work_dir, self.conf_file),
+                self.settings.spark_nice,
+            ),
             env=daemon_env(
                 home,
                 self.settings.logs_path.resolve(),

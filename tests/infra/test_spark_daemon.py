@@ -76,6 +76,30 @@ def test_the_daemon_module_patches_zipimport_in_its_process(tmp_path: Path) -> N
     assert importlib.util.find_spec("infra.spark_daemon") is not None
 
 
+def test_the_executor_copy_runs_without_cadenza_on_the_path(tmp_path: Path) -> None:
+    """What executor_env puts in the executors' archive imports nothing of Cadenza's."""
+    from infra.deploy.executor_env import add_daemon_module
+
+    module = add_daemon_module(tmp_path / "venv")
+    assert module.name == "cadenza_spark_daemon.py"
+    assert module.read_text() == Path(spark_daemon.__file__).read_text()
+    # -S: no site-packages, so neither Cadenza's editable install nor anything else.
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import zipimport, cadenza_spark_daemon as d; "
+        "d.install(); import importlib.util; print(importlib.util.find_spec('infra') is None, "
+        "zipimport.zipimporter.invalidate_caches is d.invalidate_caches)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(module.parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert out.stdout.split() == ["True", "True"]
+
+
 def test_local_spark_runs_python_udfs_through_the_daemon_module(spark: Any) -> None:
     from pyspark.sql import functions as sf
     from pyspark.sql.types import StringType

@@ -207,6 +207,7 @@ def test_submit_argv_ships_zip_and_environment_to_the_cluster_profile_master(tmp
     assert conf["spark.executor.cores"] == "1"
     assert conf["spark.cores.max"] == "3"
     assert conf["spark.driver.host"] == "127.0.0.1"
+    assert conf["spark.python.daemon.module"] == "cadenza_spark_daemon"
 
 
 def test_submit_argv_to_a_remote_master_leaves_the_driver_address_alone(tmp_path: Path) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from infra.settings import Settings
+from infra.stack.process import niced
 from infra.supervise import SUBMIT_MODULE, configured, programs, render
 
 
@@ -19,7 +23,8 @@ def test_the_config_runs_every_program_with_the_given_settings(tmp_path: Path) -
     text = render(settings, python="/venv/bin/python")
     for program in programs(settings):
         assert f"[program:{program.name}]" in text
-        assert f"command=/venv/bin/python -m infra {' '.join(program.argv)}" in text
+        nice = "nice -n 10 " if program.name.startswith("stream-") else ""
+        assert f"command={nice}/venv/bin/python -m infra {' '.join(program.argv)}" in text
         assert f"stdout_logfile={(tmp_path / 'logs' / program.name).resolve()}.log" in text
     assert 'CADENZA_GATEWAY_PORT="18123"' in text
     assert 'CADENZA_TOKEN_SECRET="s%%cret"' in text  # % escaped for supervisord
@@ -27,6 +32,25 @@ def test_the_config_runs_every_program_with_the_given_settings(tmp_path: Path) -
     assert "autorestart=true" in text
     assert configured(settings)["gateway_port"] == 18123
     assert [p.name for p in programs(settings)] == ["stream-assign", "stream-plays", "recommender", "gateway"]
+
+
+def test_spark_programs_run_niced_unless_spark_nice_is_0(tmp_path: Path) -> None:
+    commands = {
+        name: section["command"]
+        for name, section in _sections(render(Settings(data_dir=tmp_path, spark_nice=7), "/p")).items()
+        if "command" in section
+    }
+    assert commands["stream-plays"] == "nice -n 7 /p -m infra stream plays"
+    assert commands["recommender"] == "/p -m infra recommender"
+    plain = _sections(render(Settings(data_dir=tmp_path, spark_nice=0), "/p"))
+    assert plain["stream-plays"]["command"] == "/p -m infra stream plays"
+
+
+def test_a_niced_process_and_its_children_run_at_that_niceness(tmp_path: Path) -> None:
+    code = "import os, subprocess; print(os.nice(0), subprocess.check_output(['nice']).decode().strip())"
+    out = subprocess.run(niced([sys.executable, "-c", code], 5), capture_output=True, text=True, check=True)
+    base = os.nice(0)
+    assert out.stdout.split() == [str(min(19, base + 5))] * 2
 
 
 def _sections(text: str) -> dict[str, dict[str, str]]:
@@ -41,7 +65,7 @@ def test_the_cluster_profile_runs_two_workers_two_gateways_and_submits_the_queri
     assert {"recommender-1", "recommender-2", "gateway-1", "gateway-2"} <= set(sections)
     assert "recommender" not in sections and "gateway" not in sections
     for name in ("stream-assign", "stream-plays"):
-        assert sections[name]["command"].startswith(f"/venv/bin/python -m {SUBMIT_MODULE} stream ")
+        assert sections[name]["command"].startswith(f"nice -n 10 /venv/bin/python -m {SUBMIT_MODULE} stream ")
 
     def port(name: str) -> str:
         kind = "FAUST" if name.startswith("recommender") else "GATEWAY"
