@@ -185,6 +185,14 @@ class System:
     def db(self) -> Database[dict[str, Any]]:
         return mongo_client(self.settings)[self.settings.mongodb_db]
 
+    def gateway_metrics(self) -> str:
+        """The gateway's ``/metrics`` text ("" when it does not answer)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            return ""
+
     def cadenza(self, *args: str, timeout: float = STAGE_TIMEOUT_S) -> None:
         """``python -m infra args`` in its own process group (killed whole on error or Ctrl-C)."""
         log = self.workdir / f"stage-{args[0]}.log"
@@ -499,9 +507,9 @@ def run_phase(
 ) -> dict[str, Any]:
     options = sim_options(args.listeners, rate, args.duration, args.drain, args.seed + index, args.sim_procs)
     pids = system.program_pids()
-    cpu0, wall0 = system.program_cpu(pids), time.time()
+    cpu0, wall0, metrics0 = system.program_cpu(pids), time.time(), system.gateway_metrics()
     raw = simulate(system, options, sim_timeout(options))
-    wall1 = time.time()
+    wall1, metrics1 = time.time(), system.gateway_metrics()
     cpu1, pids_after = system.program_cpu(pids), system.program_pids()
     events, report = raw["events"], raw["report"]
     accepted = [e for e in events if e[2]]
@@ -572,6 +580,8 @@ def run_phase(
         "p99_ms": p99,
         "max_ms": max(lat) if lat else None,
         "simulator_latency_ms": report["latency_ms"],
+        # Where a recommendation's time went, on average (the gateway's histograms over the phase).
+        "stages_mean_ms": stage_means(metrics0, metrics1),
         "lag_max": lag_max,
         "lag_zero_after_s": zero,
         "lag_back_to_zero": all(v is not None and v <= args.settle for v in zero.values()) and bool(zero),
@@ -596,6 +606,30 @@ def run_phase(
         "window": [wall0, send_start, send_end, settled],
         "users": raw["users"],
     }
+
+
+STAGES = {
+    "play -> recommendation produced": "cadenza_gateway_recommendation_delay_seconds",
+    "produced -> read by the gateway": "cadenza_gateway_feed_delay_seconds",
+    "read -> sent on the socket": "cadenza_gateway_fanout_seconds",
+}
+
+
+def stage_means(before: str, after: str) -> dict[str, float | None]:
+    """Mean of each :data:`STAGES` histogram between two ``/metrics`` texts, in ms."""
+
+    def value(text: str, series: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    out: dict[str, float | None] = {}
+    for stage, name in STAGES.items():
+        n = value(after, f"{name}_count") - value(before, f"{name}_count")
+        total = value(after, f"{name}_sum") - value(before, f"{name}_sum")
+        out[stage] = round(total / n * 1e3, 1) if n > 0 else None
+    return out
 
 
 # --- the naive request-time path ---------------------------------------------------------------------
@@ -822,6 +856,8 @@ def print_table(r: dict[str, Any]) -> None:
             "never" if done is None else f"{done:.0f} s after the last send",
             f"<= {r['params']['settle']:g} s",
         )
+        stages = ", ".join(f"{n} {ms(v)}" for n, v in ph.get("stages_mean_ms", {}).items())
+        t.add_row("  mean per stage (gateway's histograms)", stages, "")
         cpu = ", ".join(f"{n} {v:.0f}%" for n, v in ph["cpu_pct"].items())
         t.add_row("  CPU", cpu, "")
         if ph["restarted"]:

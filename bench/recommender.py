@@ -263,7 +263,7 @@ def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     if not Path(spy).exists():
         print("py-spy is not installed: no profile")
         return None
-    fmt = "speedscope" if out.suffix == ".json" else "flamegraph"
+    fmt = {".json": "speedscope", ".txt": "raw"}.get(out.suffix, "flamegraph")
     return subprocess.Popen(
         [spy, "record", "--pid", str(pid), "--rate", "250", "--format", fmt, "-o", str(out)],
         stdout=subprocess.DEVNULL,
@@ -289,7 +289,7 @@ def main() -> None:
         "--profile",
         type=Path,
         default=None,
-        help="py-spy profile of the worker draining the backlog (.json: speedscope, else SVG)",
+        help="py-spy profile of the draining worker (.json: speedscope, .txt: raw stacks, else SVG)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cadenza-bench-") as tmp:

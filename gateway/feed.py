@@ -50,8 +50,13 @@ def window_of(data: dict[str, Any]) -> tuple[int, float]:
         raise ValueError("a trending window without cluster")
     if not isinstance(end, str):
         raise ValueError("a trending window without window_end")
-    when = datetime.fromisoformat(end)  # ValueError when malformed
-    return cluster, (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return cluster, epoch(end)
+
+
+def epoch(text: str) -> float:
+    """An ISO-8601 time (UTC when it names no zone) as epoch seconds; ValueError if malformed."""
+    when = datetime.fromisoformat(text)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 class Feed:
@@ -120,6 +125,18 @@ class Feed:
         self.ready.set()
         log.info("gateway feed caught up: %d listeners' latest lists cached", self.hub.cached())
 
+    def _observe_recommendation(self, data: dict[str, Any], produced_ms: int | None) -> None:
+        """The recommender's share of a recommendation's latency: its play's ``cause_ts`` to
+        its Kafka timestamp (skipped when either is missing or unreadable)."""
+        cause = data.get("cause_ts")
+        if not produced_ms or not isinstance(cause, str):
+            return
+        try:
+            caused = epoch(cause)
+        except ValueError:
+            return
+        self.hub.metrics.recommend_delay.observe(max(0.0, produced_ms / 1000 - caused))
+
     def _handle(self, topic: str, record: Any, *, replay: bool) -> None:
         kind = self.names[topic]
         self.hub.metrics.feed_messages[kind] += 1
@@ -135,6 +152,7 @@ class Feed:
                     self.hub.remember(user, text)
                 else:
                     self.hub.push(user, text)
+                    self._observe_recommendation(data, record.timestamp)
             else:
                 cluster, end = window_of(data)
                 if replay:

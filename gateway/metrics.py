@@ -32,6 +32,9 @@ class GatewayMetrics:
     fanout: Histogram = field(default_factory=Histogram)
     #: From a message's Kafka timestamp (its producer's clock) to this gateway reading it.
     feed_delay: Histogram = field(default_factory=Histogram)
+    #: From the play a recommendation answers (its ``cause_ts``) to the recommendation's Kafka
+    #: timestamp: the plays topic, the recommender's queue and its work.
+    recommend_delay: Histogram = field(default_factory=Histogram)
     feed_messages: Counter[str] = field(default_factory=Counter)  # by topic
     _last: tuple[float, int, int] | None = None
 
@@ -115,6 +118,11 @@ class GatewayMetrics:
             *self.feed_delay.lines(
                 "cadenza_gateway_feed_delay_seconds",
                 "From a message's Kafka timestamp to the gateway reading it (includes clock skew).",
+            ),
+            *self.recommend_delay.lines(
+                "cadenza_gateway_recommendation_delay_seconds",
+                "From the play a recommendation answers (cause_ts) to the recommender producing it "
+                "(its Kafka timestamp): the plays topic, the recommender's backlog and its work.",
             ),
             *family(
                 "cadenza_consumer_lag",
