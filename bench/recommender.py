@@ -135,7 +135,11 @@ def bench_worker(
     same 106,574-track synthetic catalogue (``bench/_synthetic_worker.py``). With
     ``profile``, ``py-spy`` (when installed) samples the worker while it drains the backlog."""
     port = free_port()
-    env = child_env(settings, log_level="WARNING")
+    # The worker's table store and event loop follow this process's CADENZA_FAUST_STORE and
+    # CADENZA_EVENT_LOOP (for A/B runs); both are in the results.
+    env = child_env(
+        settings, log_level="WARNING", faust_store=settings.faust_store, event_loop=settings.event_loop
+    )
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -221,6 +225,8 @@ def bench_worker(
     return {
         "catalogue": CATALOGUE,
         "rate": rate,
+        "faust_store": settings.faust_store,
+        "event_loop": settings.event_loop,
         "duration_s": duration,
         "sent": len(sent),
         "received": int(lat.size),

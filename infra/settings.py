@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field(
         "console", description="'json' for structured logs (one JSON object per line)."
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="Event loop of the gateways and recommender workers: uvloop (libuv; cheaper "
+        "socket I/O per play and per push) or the standard library's asyncio.",
+    )
     stack_profile: Literal["local", "cluster"] = Field(
         "local",
         description="'local': one Kafka broker, Spark in-process (local[*]), one recommender worker and "
@@ -208,9 +213,10 @@ class Settings(BaseSettings):
         "it above the brokers' 3 s fencing, or losing a broker makes every worker rejoin).",
     )
     faust_store: Literal["memory", "rocksdb"] = Field(
-        "memory",
-        description="Where a recommender worker keeps its table: memory, rebuilt from the changelog "
-        "topic at start; or RocksDB on local disk (needs `pip install rocksdict`).",
+        "rocksdb",
+        description="Where a recommender worker keeps its table: RocksDB on local disk (rocksdict; "
+        "a restarted or taking-over worker reads only the changelog written since its copy), "
+        "or memory, rebuilt from the whole changelog topic at every start and rebalance.",
     )
 
     # --- gateway ----------------------------------------------------------------------
