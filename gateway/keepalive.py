@@ -35,7 +35,7 @@ class KeepAlivePool:
             raise ValueError(f"need an http:// URL with a host, not {base_url!r}")
         self.host, self.port = parts.hostname, parts.port or 80
         self.authority = parts.netloc
-        self.size, self.timeout_s = size, timeout_s
+        self.timeout_s = timeout_s
         self._idle: deque[Conn] = deque()
         self._slots = asyncio.Semaphore(size)
 
