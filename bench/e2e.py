@@ -85,6 +85,7 @@ from infra import supervise
 from infra.demo import gateway_url, wait_ready
 from infra.mongo import client as mongo_client
 from infra.offsets import lag_rows
+from infra.prometheus import histogram_delta, parse_metrics
 from infra.settings import Settings, child_env
 from infra.stack.manager import LocalStack
 from infra.stack.process import free_port
@@ -617,18 +618,11 @@ STAGES = {
 
 def stage_means(before: str, after: str) -> dict[str, float | None]:
     """Mean of each :data:`STAGES` histogram between two ``/metrics`` texts, in ms."""
-
-    def value(text: str, series: str) -> float:
-        for line in text.splitlines():
-            if line.startswith(series + " "):
-                return float(line.split()[1])
-        return 0.0
-
+    m0, m1 = parse_metrics(before), parse_metrics(after)
     out: dict[str, float | None] = {}
     for stage, name in STAGES.items():
-        n = value(after, f"{name}_count") - value(before, f"{name}_count")
-        total = value(after, f"{name}_sum") - value(before, f"{name}_sum")
-        out[stage] = round(total / n * 1e3, 1) if n > 0 else None
+        mean = histogram_delta(m0, m1, name)["mean_ms"]
+        out[stage] = None if mean is None else round(mean, 1)
     return out
 
 

@@ -62,6 +62,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from infra.kafka_clients import aio_producer, ensure_topics
 from infra.mongo import database, init_db
+from infra.prometheus import histogram_delta, parse_metrics
 from infra.settings import Settings, child_env
 from infra.stack.manager import LocalStack
 from infra.stack.process import free_port
@@ -104,43 +105,6 @@ def raise_nofile(needed: int) -> int:
     if hard != resource.RLIM_INFINITY and needed > hard:
         raise SystemExit(f"the gateway would need ~{needed} open files; the hard limit is {hard}")
     return int(hard)
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text -> {'name{labels}': value}."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, _, value = line.rpartition(" ")
-        with contextlib.suppress(ValueError):
-            out[name] = float(value)
-    return out
-
-
-def histogram_delta(before: dict[str, float], after: dict[str, float], name: str) -> dict[str, Any]:
-    """Count, mean and bucket upper bounds of p50/p99 of a histogram between two scrapes."""
-    buckets: list[tuple[float, float]] = []
-    for key, value in after.items():
-        if key.startswith(f'{name}_bucket{{le="'):
-            le = key.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float("inf") if le == "+Inf" else float(le), value - before.get(key, 0.0)))
-    buckets.sort()
-    count = after.get(f"{name}_count", 0.0) - before.get(f"{name}_count", 0.0)
-    total = after.get(f"{name}_sum", 0.0) - before.get(f"{name}_sum", 0.0)
-
-    def upper(q: float) -> float | None:
-        for bound, cumulative in buckets:
-            if count and cumulative >= q * count:
-                return bound * 1e3
-        return None
-
-    return {
-        "count": int(count),
-        "mean_ms": total / count * 1e3 if count else None,
-        "p50_le_ms": upper(0.5),
-        "p99_le_ms": upper(0.99),
-    }
 
 
 # --- the gateway process ----------------------------------------------------------------------

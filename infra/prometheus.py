@@ -8,8 +8,10 @@ Prometheus server scrapes. Pure formatting; one process's values only.
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Latency buckets (seconds) shared by every histogram.
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -65,3 +67,40 @@ class Histogram:
         out.append(f"{name}_sum{label_text(base)} {self.total:.6f}")
         out.append(f"{name}_count{label_text(base)} {self.n}")
         return out
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text -> {'name{labels}': value}."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        with contextlib.suppress(ValueError):
+            out[name] = float(value)
+    return out
+
+
+def histogram_delta(before: dict[str, float], after: dict[str, float], name: str) -> dict[str, Any]:
+    """Count, mean and bucket upper bounds of p50/p99 of a histogram between two scrapes."""
+    buckets: list[tuple[float, float]] = []
+    for key, value in after.items():
+        if key.startswith(f'{name}_bucket{{le="'):
+            le = key.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), value - before.get(key, 0.0)))
+    buckets.sort()
+    count = after.get(f"{name}_count", 0.0) - before.get(f"{name}_count", 0.0)
+    total = after.get(f"{name}_sum", 0.0) - before.get(f"{name}_sum", 0.0)
+
+    def upper(q: float) -> float | None:
+        for bound, cumulative in buckets:
+            if count and cumulative >= q * count:
+                return bound * 1e3
+        return None
+
+    return {
+        "count": int(count),
+        "mean_ms": total / count * 1e3 if count else None,
+        "p50_le_ms": upper(0.5),
+        "p99_le_ms": upper(0.99),
+    }
