@@ -20,6 +20,10 @@ from pathlib import Path
 
 from infra.errors import ConfigError, StackError
 
+# How often, and how far apart, a pid file's process is looked at before it is called stale.
+STALE_CHECKS = 4
+STALE_CHECK_INTERVAL = 0.05
+
 
 def niced(argv: Sequence[str], niceness: int) -> list[str]:
     """``argv`` run at a lower CPU priority (``nice -n``; children inherit it); as is for 0."""
@@ -49,8 +53,15 @@ class ManagedProcess:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if _cmdline_contains(pid, self.marker):
-            return pid
+        # A process in the middle of an exec (spark-class's bash becoming java) shows an
+        # empty command line for a moment: look again before calling the pid file stale.
+        for _ in range(STALE_CHECKS):
+            cmdline = _cmdline(pid)
+            if cmdline is None:
+                break
+            if self.marker in cmdline:
+                return pid
+            time.sleep(STALE_CHECK_INTERVAL)
         self.pid_file.unlink(missing_ok=True)
         return None
 
@@ -106,15 +117,21 @@ class ManagedProcess:
             return ""
 
 
-def _cmdline_contains(pid: int, marker: str) -> bool:
+def _cmdline(pid: int) -> str | None:
+    """The command line of a live process (words joined by spaces), None if gone or a zombie."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
+        return None
     if ") Z" in stat:  # zombie
-        return False
-    return marker in raw.replace(b"\0", b" ").decode(errors="replace")
+        return None
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def _cmdline_contains(pid: int, marker: str) -> bool:
+    cmdline = _cmdline(pid)
+    return cmdline is not None and marker in cmdline
 
 
 def _signal_group(pid: int, sig: int) -> None:
