@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from infra.offsets import lag_rows
 from infra.settings import Settings
 from schemas.cluster_model import current_version
 from schemas.codec import decode, encode, encode_key
@@ -91,3 +92,14 @@ def test_listeners_get_recommendations_from_their_clusters(
     recs.until(lambda v: "dave" in latest(v), timeout=30)
     text = worker.metrics()
     assert "cadenza_recommender_events_total" in text and 'reason="UnknownTrackError"} 1' in text
+
+    # Offsets are committed on the timer (never by count, which stalled the fetch loop):
+    # everything answered is committed within a few commit intervals.
+    group = settings.recommender_group
+    deadline = time.monotonic() + 15
+    while True:
+        rows = [r for r in lag_rows(settings, [group]) if r.topic == settings.topic(PLAYS)]
+        if rows and sum(r.lag for r in rows) == 0:
+            break
+        assert time.monotonic() < deadline, f"plays answered but not committed: {rows}"
+        time.sleep(0.5)
