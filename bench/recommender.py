@@ -40,7 +40,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from infra.kafka_clients import consumer, ensure_topics, producer
+from infra.kafka_clients import consumer, end_offsets, ensure_topics, producer
 from infra.mongo import database, init_db
 from infra.settings import Settings, child_env
 from infra.stack.manager import LocalStack
@@ -271,6 +271,58 @@ def bench_worker(
     }
 
 
+def bench_floor(settings: Settings, modes: list[str]) -> dict[str, Any]:
+    """Faust's own cost per play (``bench/_faust_floor.py``): each mode's app drains the
+    whole plays topic (everything the real worker was given) from the start."""
+    import urllib.request
+
+    from _faust_floor import SINK
+
+    ensure_topics(settings, [SINK])
+    total = sum(end_offsets(settings, [settings.topic(PLAYS)]).get(settings.topic(PLAYS), {}).values())
+    env = child_env(
+        settings, log_level="WARNING", faust_store=settings.faust_store, event_loop=settings.event_loop
+    )
+    out: dict[str, Any] = {"plays": total}
+    for mode in modes:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve().parent / "_faust_floor.py"), "--mode", mode,
+             "--web-port", str(port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+        def taken(port: int = port) -> int:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=2) as resp:
+                    return int(resp.read())
+            except (OSError, ValueError):
+                return 0
+
+        try:
+            deadline = time.monotonic() + 300
+            first = 0
+            while first == 0 and time.monotonic() < deadline and proc.poll() is None:
+                first = taken()
+                time.sleep(0.02)
+            started, cpu_before = time.monotonic(), _cpu_seconds(proc.pid)
+            done = first
+            while done < total and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+                done = taken()
+            elapsed, cpu = time.monotonic() - started, _cpu_seconds(proc.pid) - cpu_before
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        n = done - first
+        out[mode] = {
+            "taken": done,
+            "plays_per_s": n / elapsed if elapsed > 0 else 0.0,
+            "cpu_ms_per_play": cpu / n * 1e3 if n else None,
+        }
+    return out
+
+
 def paced(records: list[tuple[bytes, bytes]], rate: float) -> Iterator[tuple[bytes, bytes]]:
     """``records`` one by one, each at its time on a ``rate`` per second schedule."""
     started = time.monotonic()
@@ -346,6 +398,14 @@ def main() -> None:
         default=None,
         help="py-spy profile of the draining worker (.json: speedscope, .txt: raw stacks, else SVG)",
     )
+    parser.add_argument(
+        "--floor",
+        nargs="*",
+        default=["noop", "table", "send"],
+        choices=["noop", "table", "send"],
+        help="Faust-only apps that drain the same plays afterwards (what Faust costs per play); "
+        "none with an empty --floor",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cadenza-bench-") as tmp:
         settings = Settings(
@@ -367,6 +427,8 @@ def main() -> None:
             results["worker"] = bench_worker(
                 settings, args.rate, args.duration, args.backlog, args.profile, args.warmup
             )
+            if args.floor:
+                results["faust_floor"] = bench_floor(settings, args.floor)
         finally:
             stack.down()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -411,6 +473,17 @@ def print_table(r: dict[str, Any]) -> None:
     t.add_row(
         "  machine CPU per play (worker, broker, bench)", f"{w['backlog_machine_cpu_ms_per_play']:.2f} ms", ""
     )
+    floor = r.get("faust_floor")
+    if floor:
+        for mode in ("noop", "table", "send"):
+            if mode in floor:
+                f = floor[mode]
+                cpu = "" if f["cpu_ms_per_play"] is None else f", {f['cpu_ms_per_play']:.2f} ms CPU"
+                t.add_row(
+                    f"Faust alone ({mode}), {floor['plays']:,} plays",
+                    f"{f['plays_per_s']:,.0f} plays/s{cpu}",
+                    "",
+                )
     Console().print(t)
 
 
