@@ -2,7 +2,7 @@
 
 Started by ``bench/recommender.py`` as ``python bench/_faust_floor.py --mode M --web-port P``
 after the real worker has drained its backlog. A Faust app configured as the
-recommender's (:func:`recommender_stream.app.create_app`: broker, acks, linger, commits,
+recommender's (:func:`recommender_stream.app.app_options`: broker, acks, linger, commits,
 table store, event loop) reads the whole plays topic, from the start, in its own consumer
 group ``<recommender group>-floor-<mode>``, and does per play only:
 
@@ -39,27 +39,10 @@ SINK_VALUE = b"x" * 1500  # about one Recommendation of 10 tracks as JSON
 
 def create_floor_app(mode: str, web_port: int) -> faust.App:
     settings = get_settings()
-    store = worker_app.table_store(settings)
     datadir = settings.data_dir / "faust" / f"floor-{mode}-{web_port}"
     app = faust.App(
         f"{settings.recommender_group}-floor-{mode}",
-        broker=[f"kafka://{h}" for h in settings.bootstrap_servers.split(",")],
-        store=store,
-        table_store_options={"use_rocksdict": True} if store == "rocksdb://" else None,
-        datadir=str(datadir),
-        web_port=web_port,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
-        topic_replication_factor=settings.kafka_replication_factor,
-        topic_partitions=PLAYS.partitions,
-        processing_guarantee="at_least_once",
-        producer_acks=-1,
-        producer_linger=worker_app.PRODUCER_LINGER_S,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_every=500,
-        broker_commit_interval=1.0,
-        key_serializer="json",
-        value_serializer="json",
+        **worker_app.app_options(settings, datadir, web_port),
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     plays = app.topic(settings.topic(PLAYS), partitions=PLAYS.partitions, **raw)

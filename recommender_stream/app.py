@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, cast
 
 import faust
@@ -60,6 +61,38 @@ def table_store(settings: Settings) -> str:
     return "rocksdb://"
 
 
+def app_options(settings: Settings, datadir: Path, web_port: int) -> dict[str, Any]:
+    """The Faust settings of a worker (also used by ``bench/_faust_floor.py``, which
+    measures Faust alone configured the same way)."""
+    store = table_store(settings)
+    return {
+        "broker": [f"kafka://{h}" for h in settings.bootstrap_servers.split(",")],
+        "store": store,
+        "table_store_options": {"use_rocksdict": True} if store == "rocksdb://" else None,
+        "datadir": str(datadir),
+        "web_port": web_port,
+        "web_bind": "127.0.0.1",
+        "web_host": "127.0.0.1",
+        "topic_replication_factor": settings.kafka_replication_factor,
+        "topic_partitions": PLAYS.partitions,
+        "processing_guarantee": "at_least_once",
+        "producer_acks": -1,
+        # Let records gather for a few ms: a produce request per handful of plays rather
+        # than per play or two (each one costs the worker and the broker a round).
+        "producer_linger": PRODUCER_LINGER_S,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_commit_every": 500,
+        "broker_commit_interval": 1.0,
+        "table_cleanup_interval": 60.0,
+        # A worker that dies is noticed after this long, and its partitions move on. Brokers
+        # refuse less than group.min.session.timeout.ms (6 s by default, 1 s on the local stack).
+        "broker_session_timeout": settings.faust_session_timeout_s,
+        "broker_heartbeat_interval": settings.faust_session_timeout_s / 3,
+        "key_serializer": "json",
+        "value_serializer": "json",
+    }
+
+
 @dataclass
 class Runtime:
     """What one worker holds besides Faust's own objects."""
@@ -76,30 +109,7 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id(settings),
-        broker=[f"kafka://{h}" for h in settings.bootstrap_servers.split(",")],
-        store=table_store(settings),
-        table_store_options={"use_rocksdict": True} if table_store(settings) == "rocksdb://" else None,
-        datadir=str(datadir),
-        web_port=web_port or settings.faust_port,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
-        topic_replication_factor=settings.kafka_replication_factor,
-        topic_partitions=PLAYS.partitions,
-        processing_guarantee="at_least_once",
-        producer_acks=-1,
-        # Let records gather for a few ms: a produce request per handful of plays rather
-        # than per play or two (each one costs the worker and the broker a round).
-        producer_linger=PRODUCER_LINGER_S,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_every=500,
-        broker_commit_interval=1.0,
-        table_cleanup_interval=60.0,
-        # A worker that dies is noticed after this long, and its partitions move on. Brokers
-        # refuse less than group.min.session.timeout.ms (6 s by default, 1 s on the local stack).
-        broker_session_timeout=settings.faust_session_timeout_s,
-        broker_heartbeat_interval=settings.faust_session_timeout_s / 3,
-        key_serializer="json",
-        value_serializer="json",
+        **app_options(settings, datadir, web_port or settings.faust_port),
         # Faust's stock recovery can drop the plays a restarted worker fetches (recovery.py).
         TableManager=SafeTableManager,
     )
