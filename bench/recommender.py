@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _faust_floor import MODES, SINK
 from rich.console import Console
 from rich.table import Table
 
@@ -142,11 +143,7 @@ def bench_worker(
     same 106,574-track synthetic catalogue (``bench/_synthetic_worker.py``). With
     ``profile``, ``py-spy`` (when installed) samples the worker while it drains the backlog."""
     port = free_port()
-    # The worker's table store and event loop follow this process's CADENZA_FAUST_STORE and
-    # CADENZA_EVENT_LOOP (for A/B runs); both are in the results.
-    env = child_env(
-        settings, log_level="WARNING", faust_store=settings.faust_store, event_loop=settings.event_loop
-    )
+    env = worker_env(settings)
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -271,18 +268,23 @@ def bench_worker(
     }
 
 
+def worker_env(settings: Settings) -> dict[str, str]:
+    """Environment of a worker (or Faust floor app) on the bench's stack. Its table store
+    and event loop follow this process's CADENZA_FAUST_STORE and CADENZA_EVENT_LOOP (for
+    A/B runs); both are in the results."""
+    return child_env(
+        settings, log_level="WARNING", faust_store=settings.faust_store, event_loop=settings.event_loop
+    )
+
+
 def bench_floor(settings: Settings, modes: list[str]) -> dict[str, Any]:
     """Faust's own cost per play (``bench/_faust_floor.py``): each mode's app drains the
     whole plays topic (everything the real worker was given) from the start."""
     import urllib.request
 
-    from _faust_floor import SINK
-
     ensure_topics(settings, [SINK])
     total = sum(end_offsets(settings, [settings.topic(PLAYS)]).get(settings.topic(PLAYS), {}).values())
-    env = child_env(
-        settings, log_level="WARNING", faust_store=settings.faust_store, event_loop=settings.event_loop
-    )
+    env = worker_env(settings)
     out: dict[str, Any] = {"plays": total}
     for mode in modes:
         port = free_port()
@@ -401,8 +403,8 @@ def main() -> None:
     parser.add_argument(
         "--floor",
         nargs="*",
-        default=["noop", "table", "send"],
-        choices=["noop", "table", "send"],
+        default=list(MODES),
+        choices=MODES,
         help="Faust-only apps that drain the same plays afterwards (what Faust costs per play); "
         "none with an empty --floor",
     )
@@ -475,7 +477,7 @@ def print_table(r: dict[str, Any]) -> None:
     )
     floor = r.get("faust_floor")
     if floor:
-        for mode in ("noop", "table", "send"):
+        for mode in MODES:
             if mode in floor:
                 f = floor[mode]
                 cpu = "" if f["cpu_ms_per_play"] is None else f", {f['cpu_ms_per_play']:.2f} ms CPU"
