@@ -28,6 +28,7 @@ import faust
 import recommender_stream.app as worker_app
 from infra.logs import setup_logging
 from infra.settings import get_settings
+from recommender_stream.transport import WorkerApp
 from recommender_stream.worker import use_event_loop
 from schemas.events import Recommendation
 from schemas.topics import PLAYS, TopicSpec
@@ -40,7 +41,7 @@ SINK_VALUE = b"x" * 1500  # about one Recommendation of 10 tracks as JSON
 def create_floor_app(mode: str, web_port: int) -> faust.App:
     settings = get_settings()
     datadir = settings.data_dir / "faust" / f"floor-{mode}-{web_port}"
-    app = faust.App(
+    app = WorkerApp(
         f"{settings.recommender_group}-floor-{mode}",
         **worker_app.app_options(settings, datadir, web_port),
     )

@@ -219,6 +219,16 @@ class Settings(BaseSettings):
         "or memory, rebuilt from the whole changelog topic at every start and rebalance.",
     )
 
+    faust_fetch_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=1500,
+        description="Longest a recommender worker's fetch waits at the broker for new records. "
+        "The client keeps one fetch in flight per broker, and a fetch for quiet partitions alone "
+        "holds back the busy ones until it returns: Faust's fixed 1,500 ms made listeners wait "
+        "1.5 s for recommendations at 200 plays/s. Lower answers sooner, costs idle fetches.",
+    )
+
     # --- gateway ----------------------------------------------------------------------
     gateway_host: str = Field("127.0.0.1", description="Gateway bind address.")
     gateway_port: int = Field(8000, description="Gateway port.")

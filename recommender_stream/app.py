@@ -30,6 +30,7 @@ from recommender_stream.catalogue_loader import load_catalogue, load_model
 from recommender_stream.listener import Limits
 from recommender_stream.processor import Output, Processor, Record
 from recommender_stream.recovery import SafeTableManager
+from recommender_stream.transport import WorkerApp
 from schemas.cluster_model import current_version
 from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_NEW, TRENDING
 
@@ -62,11 +63,13 @@ def table_store(settings: Settings) -> str:
 
 
 def app_options(settings: Settings, datadir: Path, web_port: int) -> dict[str, Any]:
-    """The Faust settings of a worker (also used by ``bench/_faust_floor.py``, which
-    measures Faust alone configured the same way)."""
+    """The options of a worker's :class:`WorkerApp` (also used by ``bench/_faust_floor.py``,
+    which measures Faust alone configured the same way)."""
     store = table_store(settings)
     return {
         "broker": [f"kafka://{h}" for h in settings.bootstrap_servers.split(",")],
+        # Read by WorkerApp (recommender_stream.transport), not by Faust's settings.
+        "fetch_wait_ms": settings.faust_fetch_wait_ms,
         "store": store,
         "table_store_options": {"use_rocksdict": True} if store == "rocksdb://" else None,
         "datadir": str(datadir),
@@ -107,7 +110,7 @@ class Runtime:
 def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faust.App, Runtime]:
     datadir = settings.data_dir / "faust" / f"worker-{web_port or settings.faust_port}"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = WorkerApp(
         app_id(settings),
         **app_options(settings, datadir, web_port or settings.faust_port),
         # Faust's stock recovery can drop the plays a restarted worker fetches (recovery.py).
