@@ -193,7 +193,7 @@ async def follow_feeds(runtime: Runtime, send: Any) -> None:
     """Load the catalogue, then follow tracks.new and trending on every partition (no group)."""
     settings = runtime.settings
     loop = asyncio.get_running_loop()
-    consumer = aio_consumer(settings, group_id=None)
+    consumer = aio_consumer(settings, group_id=None, fetch_max_wait_ms=settings.faust_fetch_wait_ms)
     await consumer.start()
     try:
         names = {settings.topic(TRACKS_NEW): "tracks", settings.topic(TRENDING): "trending"}

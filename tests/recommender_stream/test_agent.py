@@ -71,3 +71,28 @@ def test_the_workers_session_follows_the_setting_and_the_local_brokers_accept_it
         line.split("=", 1) for line in server_properties(Settings(data_dir=tmp_path), tmp_path).splitlines()
     )
     assert int(props["group.min.session.timeout.ms"]) <= Settings().faust_session_timeout_s * 1000
+
+
+def test_the_workers_consumer_waits_for_fetches_as_long_as_the_setting_not_fausts_fixed_1500_ms(
+    tmp_path: Path,
+) -> None:
+    """aiokafka keeps one fetch in flight per broker: a fetch for quiet partitions alone holds
+    back the plays for the whole wait, so the worker's wait is the setting (Faust's is 1.5 s)."""
+    import asyncio
+
+    import faust
+
+    from recommender_stream.transport import FAUST_FETCH_WAIT_MS
+
+    async def fetch_wait(app: faust.App) -> int:
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+        consumer = thread._create_worker_consumer(app.transport)
+        return int(consumer._fetch_max_wait_ms)
+
+    settings = Settings(data_dir=tmp_path, faust_store="memory", faust_fetch_wait_ms=40)
+    app, _ = create_app(settings, web_port=1)
+    assert asyncio.run(fetch_wait(app)) == 40
+    stock = faust.App(
+        "stock", broker="kafka://127.0.0.1:1", store="memory://", datadir=str(tmp_path / "stock")
+    )
+    assert asyncio.run(fetch_wait(stock)) == FAUST_FETCH_WAIT_MS
