@@ -75,7 +75,7 @@ from rich.table import Table  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidHandshake  # noqa: E402
 
-from gateway.simulator import latency_summary  # noqa: E402
+from gateway.sim_report import latency_summary  # noqa: E402
 from gateway.tokens import issue  # noqa: E402
 from infra import supervise  # noqa: E402
 from infra.errors import InfraError  # noqa: E402

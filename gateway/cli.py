@@ -111,7 +111,8 @@ def simulate(
 
     from rich.console import Console
 
-    from gateway.simulator import SimulationConfig, run, summary, write_report
+    from gateway.sim_report import summary
+    from gateway.simulator import SimulationConfig, run, write_report
 
     if via not in ("gateway", "kafka"):
         raise typer.BadParameter("is 'gateway' or 'kafka'", param_hint="--via")

@@ -37,6 +37,10 @@ class UnavailableError(GatewayError):
     """Kafka or MongoDB cannot be reached right now (HTTP 503)."""
 
 
+class SimulationError(GatewayError):
+    """The simulation cannot start (empty catalogue, no gateway, no broker)."""
+
+
 class HTTPClientError(GatewayError, ConnectionError):
     """The simulator's HTTP client could not read the server's answer as one HTTP/1.1 response."""
 

@@ -3,7 +3,7 @@
 Sources: :mod:`gateway.feed` (every ``Recommendation`` and ``Trending`` message read
 from Kafka), the websocket endpoint (connections come and go) and a heartbeat timer.
 Destinations: each connection's bounded send queue, drained by that connection's
-writer task in :mod:`gateway.app`; the latest list per listener (bounded, least recently updated
+writer task in :mod:`gateway.routes.ws`; the latest list per listener (bounded, least recently updated
 dropped first) so a (re)connecting listener gets it at once; the counters in
 :class:`gateway.metrics.GatewayMetrics`.
 

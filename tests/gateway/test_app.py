@@ -9,9 +9,10 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from gateway.app import create_app, parse_track_id
+from gateway.app import create_app
 from gateway.errors import NotFoundError
 from gateway.hub import CLOSE_SLOW, CLOSE_UNAUTHORIZED, Hub
+from gateway.routes.params import parse_track_id
 from infra.settings import Settings
 from tests.gateway.conftest import token_for
 

@@ -18,19 +18,10 @@ import pytest
 from pydantic import SecretStr
 from pymongo.database import Database
 
-from gateway.simulator import (
-    NO_RECOMMENDER,
-    Arrival,
-    SimulationConfig,
-    SimulationError,
-    SimulationReport,
-    latency_summary,
-    match,
-    run,
-    summary,
-    user_ids,
-    ws_url,
-)
+from gateway.errors import SimulationError
+from gateway.sim_report import NO_RECOMMENDER, Arrival, SimulationReport, latency_summary, match, summary
+from gateway.sim_sockets import ws_url
+from gateway.simulator import SimulationConfig, run, user_ids
 from infra.kafka_clients import consumer, producer
 from infra.settings import Settings, child_env
 from infra.stack.process import free_port

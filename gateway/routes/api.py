@@ -1,0 +1,160 @@
+"""The listener's HTTP API: sign-in, catalogue, recommendations, plays and audio.
+
+Sources: the browser's requests (the listener from their token, :mod:`gateway.routes.access`),
+MongoDB ``tracks`` (:mod:`gateway.catalogue`, read in worker threads), the model
+registry (similar tracks), the hub's latest list per listener and the audio files under
+the audio root. Destinations: JSON (and audio bytes, :mod:`gateway.audio`) for the
+browser; each accepted play published to ``cadenza.plays`` (:mod:`gateway.plays`) before
+its 202. Every route is a thin adapter: the logic lives in the modules it calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from functools import partial
+from typing import Final
+
+from aiokafka.errors import KafkaError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gateway import catalogue, tokens
+from gateway.audio import audio_response, resolve_audio
+from gateway.errors import BadRequestError, NotFoundError
+from gateway.plays import parse_report, play_event, record
+from gateway.routes.access import COOKIE, Guard, error
+from gateway.routes.params import int_param, json_body, parse_track_id
+from gateway.state import Gateway
+from schemas.topics import PLAYS
+
+#: Longest a play waits for Kafka's acknowledgement before the player is told to retry.
+PUBLISH_TIMEOUT_S: Final = 5.0
+VERSION: Final = "1"
+
+
+def routes(gw: Gateway, guard: Guard) -> list[BaseRoute]:
+    """The API and audio routes of the gateway ``gw``; all but config and sign-in need a token."""
+    settings, hub, metrics, secret, authed = gw.settings, gw.hub, gw.metrics, guard.secret, guard.authed
+
+    # --- sign-in -----------------------------------------------------------------------------
+
+    async def config(request: Request) -> Response:
+        return JSONResponse({"demo_signin": settings.demo_signin, "version": VERSION})
+
+    async def signin(request: Request) -> Response:
+        if not settings.demo_signin:
+            return error(
+                404, "demo sign-in is off: ask your operator for a token (`cadenza token create USER`)"
+            )
+        body = await json_body(request)
+        name = body.get("name") if isinstance(body, dict) else None
+        try:
+            user = tokens.check_user(name if isinstance(name, str) else "")
+        except ValueError as err:
+            return error(422, str(err), field="name")
+        token = tokens.issue(secret, user, now=gw.clock(), ttl_s=settings.token_ttl_s)
+        found = tokens.verify(secret, token, now=gw.clock())
+        response = JSONResponse({"token": token, "user_id": user, "expires": iso(found.expires)})
+        response.set_cookie(COOKIE, token, max_age=settings.token_ttl_s, httponly=True, samesite="strict")
+        return response
+
+    async def me(request: Request, who: tokens.Claims) -> Response:
+        return JSONResponse({"user_id": who.user_id, "expires": iso(who.expires)})
+
+    # --- catalogue -----------------------------------------------------------------------------
+
+    async def tracks(request: Request, who: tokens.Claims) -> Response:
+        p = request.query_params
+        page, per_page = int_param(p.get("page"), 1), int_param(p.get("per_page"), 50)
+        result = await gw.query(
+            partial(catalogue.search, page=page, per_page=per_page),
+            gw.db,
+            p.get("q"),
+            p.get("genre"),
+            p.get("artist"),
+        )
+        return JSONResponse(result)
+
+    async def track(request: Request, who: tokens.Claims) -> Response:
+        tid = parse_track_id(request.path_params["track_id"])
+        return JSONResponse(await gw.query(catalogue.one, gw.db, tid))
+
+    async def similar(request: Request, who: tokens.Claims) -> Response:
+        tid = parse_track_id(request.path_params["track_id"])
+        limit = int_param(request.query_params.get("limit"), 20)
+        return JSONResponse(await gw.query(gw.similar.of, gw.db, tid, limit))
+
+    async def genre_list(request: Request, who: tokens.Claims) -> Response:
+        return JSONResponse(await gw.query(catalogue.genres, gw.db))
+
+    async def recommendations(request: Request, who: tokens.Claims) -> Response:
+        latest = hub.latest(who.user_id)
+        return Response(latest_data(latest), media_type="application/json")
+
+    # --- plays ---------------------------------------------------------------------------------
+
+    async def plays(request: Request, who: tokens.Claims) -> Response:
+        body = await json_body(request)
+        try:
+            report = parse_report(body)
+        except BadRequestError as err:
+            metrics.plays_refused[err.field] += 1
+            return error(422, err.message, field=err.field)
+        try:  # the cached lookup the audio route uses: no MongoDB read per play of a known track
+            await gw.query(gw.audio_paths.get, gw.db, report.track_id)
+        except NotFoundError:
+            metrics.plays_refused["track_id"] += 1
+            return error(422, f"no track {report.track_id} in the catalogue", field="track_id")
+        if gw.producer is None:
+            return error(503, "the gateway is not connected to Kafka")
+        event = play_event(who.user_id, report)
+        key, value = record(event)
+        try:
+            # A broker that just died holds a send until its partitions have a new leader; the
+            # player retries instead (same event_id: downstream counts each event id once).
+            await asyncio.wait_for(
+                gw.producer.send_and_wait(settings.topic(PLAYS), key=key, value=value), PUBLISH_TIMEOUT_S
+            )
+        except (KafkaError, TimeoutError) as err:
+            metrics.errors["kafka_publish"] += 1
+            return error(
+                503,
+                f"could not publish the play to Kafka ({type(err).__name__}); retry with the same event_id",
+            )
+        metrics.plays_accepted += 1
+        return JSONResponse({"event_id": str(event.event_id)}, status_code=202)
+
+    # --- audio ---------------------------------------------------------------------------------
+
+    async def audio(request: Request, who: tokens.Claims) -> Response:
+        tid = parse_track_id(request.path_params["track_id"])
+        relative = await gw.query(gw.audio_paths.get, gw.db, tid)
+        file = resolve_audio(settings.audio_root, relative)
+        return await audio_response(request, file)
+
+    return [
+        Route("/api/config", config),
+        Route("/api/signin", signin, methods=["POST"]),
+        Route("/api/me", authed(me)),
+        Route("/api/tracks", authed(tracks)),
+        Route("/api/tracks/{track_id}", authed(track)),
+        Route("/api/tracks/{track_id}/similar", authed(similar)),
+        Route("/api/genres", authed(genre_list)),
+        Route("/api/recommendations", authed(recommendations)),
+        Route("/api/plays", authed(plays), methods=["POST"]),
+        Route("/audio/{track_id}", authed(audio), methods=["GET", "HEAD"]),
+    ]
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def latest_data(envelope: str | None) -> str:
+    """The ``data`` of a stored ``{"type": "recommendations", "data": …}`` text, or an empty list."""
+    if envelope is None:
+        return '{"items": []}'
+    prefix = '{"type":"recommendations","data":'
+    return envelope[len(prefix) : -1] if envelope.startswith(prefix) else '{"items": []}'

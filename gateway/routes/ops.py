@@ -1,0 +1,80 @@
+"""Health, readiness, Prometheus metrics and the ops page's data: ``/healthz``, ``/readyz``,
+``/metrics``, ``/api/ops``.
+
+Sources: the gateway's :class:`gateway.state.Gateway` (a MongoDB ping, the producer's
+broker metadata, whether :mod:`gateway.feed` has caught up, consumer lag from the
+broker's offsets) and :class:`gateway.metrics.GatewayMetrics` (counters, rates, the
+hub's listeners). Destinations: load balancers and orchestrators (``/healthz`` always
+200 while the process serves; ``/readyz`` 503 until MongoDB, Kafka and the feed are
+ok), Prometheus (``/metrics``) and the ``/ops`` page (``/api/ops``). No token needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka.errors import KafkaError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gateway.errors import UnavailableError
+from gateway.state import Gateway
+
+
+def routes(gw: Gateway) -> list[BaseRoute]:
+    """The ops routes of the gateway ``gw``."""
+    metrics, hub = gw.metrics, gw.hub
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, str] = {"mongodb": "no client"}
+        if gw.mongo is not None:
+            try:
+                await gw.query(lambda: gw.mongo.admin.command("ping"))
+                checks["mongodb"] = "ok"
+            except UnavailableError as err:
+                checks["mongodb"] = str(err)
+        if gw.producer is None:
+            checks["kafka"] = "producer not started"
+        else:
+            try:
+                await asyncio.wait_for(gw.producer.client.force_metadata_update(), 5.0)
+                checks["kafka"] = "ok" if gw.producer.client.cluster.brokers() else "no broker"
+            except (TimeoutError, KafkaError) as err:
+                checks["kafka"] = f"unreachable: {type(err).__name__}"
+        checks["feed"] = "ok" if gw.feed.ready.is_set() else (gw.feed.error or "catching up")
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+        )
+
+    async def metrics_page(request: Request) -> Response:
+        await gw.refresh_lag()
+        text = metrics.prometheus(gw.lag, gw.lag_error)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    async def ops_api(request: Request) -> Response:
+        await gw.refresh_lag()
+        groups = [r.to_dict() for r in gw.lag if r.kind == "group"]
+        streams = [r.to_dict() for r in gw.lag if r.kind == "query"]
+        return JSONResponse(
+            {
+                "groups": groups,
+                "streams": streams,
+                "lag_error": gw.lag_error,
+                "rates": metrics.rates(),
+                "listeners": hub.listeners(),
+                "ts": time.time(),
+            }
+        )
+
+    return [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_page),
+        Route("/api/ops", ops_api),
+    ]
