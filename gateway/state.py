@@ -27,7 +27,7 @@ from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
 from infra.offsets import LagRow, lag_rows
 from infra.settings import Settings
-from schemas.codec import dead_letter, encode
+from schemas.codec import dead_letter_for, encode
 from schemas.topics import DLQ
 
 LAG_EVERY_S: Final = 5.0
@@ -80,15 +80,7 @@ class Gateway:
     def send_dead_letter(self, rec: Any, reason: str) -> None:
         if self.producer is None:
             return
-        letter = dead_letter(
-            topic=rec.topic,
-            value=rec.value,
-            key=rec.key,
-            partition=rec.partition,
-            offset=rec.offset,
-            error=ValueError(reason),
-            stage="gateway",
-        )
+        letter = dead_letter_for(rec, ValueError(reason), "gateway")
         task = asyncio.ensure_future(
             self.producer.send(self.settings.topic(DLQ), key=rec.key, value=encode(letter))
         )

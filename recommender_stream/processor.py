@@ -20,7 +20,7 @@ from recommender_stream.errors import UnknownTrackError
 from recommender_stream.listener import Limits, ListenerState
 from recommender_stream.metrics import Metrics
 from recommender_stream.ranking import recommend
-from schemas.codec import dead_letter, decode, encode, encode_key
+from schemas.codec import dead_letter_for, decode, encode, encode_key
 from schemas.errors import SchemaError
 from schemas.events import PlayEvent, Recommendation, TrackEvent, Trending
 
@@ -65,15 +65,7 @@ class Processor:
 
     def _dead(self, record: Record, error: BaseException) -> Output:
         self.metrics.dead_letter(type(error).__name__)
-        letter = dead_letter(
-            topic=record.topic,
-            value=record.value,
-            key=record.key,
-            partition=record.partition,
-            offset=record.offset,
-            error=error,
-            stage=STAGE,
-        )
+        letter = dead_letter_for(record, error, STAGE)
         return Output("dlq", record.key, encode(letter))
 
     # --- plays -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -109,6 +109,34 @@ def dead_letter(
         value_b64=_b64(value) or "",
         error=message[:2000],
         error_class=error_class,
+        stage=stage,
+    )
+
+
+class KafkaRecord(Protocol):
+    """What every Kafka client's consumed record has (aiokafka, kafka-python, Cadenza's own)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def dead_letter_for(record: KafkaRecord, error: BaseException | str, stage: str) -> DeadLetter:
+    """:func:`dead_letter` for a consumed record, keeping where it was read and its bytes."""
+    return dead_letter(
+        topic=record.topic,
+        value=record.value,
+        key=record.key,
+        partition=record.partition,
+        offset=record.offset,
+        error=error,
         stage=stage,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import DeadLetter, PlayEvent, SchemaError, TrackEvent, Trending, dead_letter, decode, encode
-from schemas.codec import MAX_MESSAGE_BYTES, original_value
+from schemas.codec import MAX_MESSAGE_BYTES, dead_letter_for, original_value
 from schemas.topics import TOPICS
 
 MODELS = [spec.value for spec in TOPICS]
@@ -94,6 +95,29 @@ def test_dead_letter_keeps_the_original_bytes() -> None:
     assert original_value(letter) == raw
     assert letter.error_class == "SchemaError" and "user_id" in letter.error
     assert decode(DeadLetter, encode(letter)) == letter
+
+
+def test_a_consumed_records_dead_letter_says_where_it_was_read_and_keeps_its_bytes() -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Consumed:  # the attributes aiokafka's and kafka-python's records share
+        topic: str
+        partition: int
+        offset: int
+        key: bytes | None
+        value: bytes | None
+
+    letter = dead_letter_for(Consumed("cadenza.plays", 3, 41, b"u1", b"\xff not json"), "no", "gateway")
+    assert (letter.topic, letter.partition, letter.offset, letter.stage) == (
+        "cadenza.plays",
+        3,
+        41,
+        "gateway",
+    )
+    assert original_value(letter) == b"\xff not json"
+    assert letter.key_b64 == base64.b64encode(b"u1").decode() and letter.error == "no"
+    assert letter.error_class == "Rejected"
 
 
 def test_track_event_round_trip_is_exact_for_float32_values() -> None:
