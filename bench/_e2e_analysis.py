@@ -110,6 +110,10 @@ def phase_summary(rec: PhaseRecord) -> dict[str, Any]:
     sim_cpu = [c / wall * 100 for c in rec.raw["cpu_s"]]
     achieved = report["achieved_rate"]
     rate, zero = rec.rate, rec.zero
+    cpu_pct = {
+        **{n: (cpu1[n] - cpu0[n]) / wall * 100 for n in cpu0 if pids_after.get(n) == pids.get(n)},
+        "simulator": sum(sim_cpu),
+    }
     return {
         "rate": rate,
         "seed": rec.seed,
@@ -141,10 +145,11 @@ def phase_summary(rec: PhaseRecord) -> dict[str, Any]:
         "lag_max": rec.lag_max,
         "lag_zero_after_s": zero,
         "lag_back_to_zero": all(v is not None and v <= rec.settle_s for v in zero.values()) and bool(zero),
-        "cpu_pct": {
-            **{n: (cpu1[n] - cpu0[n]) / wall * 100 for n in cpu0 if pids_after.get(n) == pids.get(n)},
-            "simulator": sum(sim_cpu),
-        },
+        "cpu_pct": cpu_pct,
+        # Everything on the machine that serves the phase (programs, stack, simulator), per play
+        # accepted: what a higher rate would ask of the same machine.
+        "cpu_total_pct": sum(cpu_pct.values()),
+        "cpu_ms_per_play": sum(cpu_pct.values()) * 10 * wall / len(accepted) if accepted else None,
         "simulator_processes": rec.simulator_processes,
         # One simulator process is one event loop on one core: near 100% (or a rate short of the
         # target) means the client, not the system, may set the latency.

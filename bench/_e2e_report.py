@@ -141,6 +141,12 @@ def print_table(r: dict[str, Any]) -> None:
         t.add_row("  mean per stage (gateway's histograms)", stages, "")
         cpu = ", ".join(f"{n} {v:.0f}%" for n, v in ph["cpu_pct"].items())
         t.add_row("  CPU", cpu, "")
+        if ph.get("cpu_ms_per_play") is not None:
+            t.add_row(
+                "  CPU, all of the above",
+                f"{ph['cpu_total_pct']:.0f}% of {r['cpus'] * 100}%, {ph['cpu_ms_per_play']:.2f} ms per play",
+                "",
+            )
         if ph["restarted"]:
             t.add_row("  [red]restarted during the phase[/]", ", ".join(ph["restarted"]), "none")
         if ph["client_saturated"]:

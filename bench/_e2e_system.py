@@ -154,7 +154,9 @@ class System:
                 time.sleep(0.5)
 
     def program_pids(self) -> dict[str, int]:
-        out = {}
+        """Pid of each supervised program and of each stack part (broker, FerretDB): the
+        machine's whole CPU budget is theirs and the simulator's."""
+        out = {c.name: pid for c in self.stack.components if (pid := c.proc.pid())}
         for program in supervise.programs(self.settings):
             done = supervise.ctl(self.settings, "pid", program.name)
             with contextlib.suppress(ValueError):
