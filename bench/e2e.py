@@ -164,6 +164,11 @@ def main() -> None:
             spark_driver_memory="1g",
             fma_dir=None,
         )
+        # The worker settings an A/B run changes (CADENZA_FAUST_* in this process's environment).
+        results["recommender"] = {
+            "faust_fetch_wait_ms": settings.faust_fetch_wait_ms,
+            "faust_store": settings.faust_store,
+        }
         system = System(settings, Path(tmp))
         sampler: LagSampler | None = None
         phases: list[dict[str, Any]] = []
