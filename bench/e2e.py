@@ -67,7 +67,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +84,7 @@ import gateway  # noqa: E402, F401
 
 sys.path.append(str(_HERE))
 
+from _cli import bounded, interrupted  # noqa: E402
 from _e2e_analysis import lag_summary, outcome  # noqa: E402
 from _e2e_naive import run_naive  # noqa: E402
 from _e2e_phases import run_phase, warm_up  # noqa: E402
@@ -95,22 +95,6 @@ from _lag import LagSampler  # noqa: E402
 RESULTS = _HERE / "results" / "e2e.json"
 PLOT = _HERE / "results" / "e2e.png"
 READY_TIMEOUT_S, WORKER_TIMEOUT_S = 300.0, 240.0
-
-
-def bounded(kind: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
-    """An argparse type: ``kind(text)`` within [low, high]."""
-
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is outside [{low:g}, {high:g}]")
-        return value
-
-    return parse
-
-
-def interrupted(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main() -> None:

@@ -76,6 +76,7 @@ from schemas.topics import PLAYS  # noqa: E402
 
 sys.path.append(str(_HERE))
 
+from _cli import bounded  # noqa: E402
 from _faults_analysis import analyse  # noqa: E402
 from _faults_cluster import (  # noqa: E402
     Cluster,
@@ -109,13 +110,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/cadenza-faults"))
     parser.add_argument("--port-base", type=int, default=41000)
-    parser.add_argument("--tracks", type=int, default=64)
-    parser.add_argument("--listeners", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=40.0, help="plays/s in total")
-    parser.add_argument("--warm-s", type=float, default=20.0)
-    parser.add_argument("--fault-s", type=float, default=25.0)
-    parser.add_argument("--recover-s", type=float, default=20.0)
-    parser.add_argument("--backlog", type=int, default=6000)
+    parser.add_argument("--tracks", type=bounded(int, 8, 2000), default=64)
+    parser.add_argument("--listeners", type=bounded(int, 2, 5000), default=200)
+    parser.add_argument("--rate", type=bounded(float, 1, 2000), default=40.0, help="plays/s in total")
+    parser.add_argument("--warm-s", type=bounded(float, 1, 600), default=20.0)
+    parser.add_argument("--fault-s", type=bounded(float, 1, 600), default=25.0)
+    parser.add_argument("--recover-s", type=bounded(float, 1, 600), default=20.0)
+    parser.add_argument("--backlog", type=bounded(int, 1, 10**6), default=6000)
     parser.add_argument("--out", type=Path, default=_HERE / "results" / "faults.json")
     parser.add_argument("--plot", type=Path, default=_HERE / "results" / "faults.png")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running at the end")

@@ -45,7 +45,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +64,7 @@ import gateway  # noqa: E402, F401
 
 sys.path.append(str(_HERE))
 
+from _cli import bounded, interrupted  # noqa: E402
 from _e2e_report import write_json  # noqa: E402
 from _e2e_system import raise_nofile  # noqa: E402
 from _gateway_audio import bench_audio, prepare_audio  # noqa: E402
@@ -74,22 +74,6 @@ from _gateway_report import print_table  # noqa: E402
 from _gateway_system import GatewayProcess  # noqa: E402
 
 RESULTS = _HERE / "results" / "gateway.json"
-
-
-def bounded(kind: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
-    """An argparse type: ``kind(text)`` within [low, high]."""
-
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is outside [{low:g}, {high:g}]")
-        return value
-
-    return parse
-
-
-def interrupted(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main() -> None:

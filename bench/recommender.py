@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _cli import bounded
 from _faust_floor import MODES, SINK
 from rich.console import Console
 from rich.table import Table
@@ -386,13 +387,15 @@ def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--plays", type=int, default=20_000)
-    parser.add_argument("--users", type=int, default=2_000)
-    parser.add_argument("--naive-plays", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--duration", type=float, default=20.0)
-    parser.add_argument("--warmup", type=float, default=10.0, help="unmeasured seconds at --rate first")
-    parser.add_argument("--backlog", type=int, default=20_000)
+    parser.add_argument("--plays", type=bounded(int, 1, 10**7), default=20_000)
+    parser.add_argument("--users", type=bounded(int, 1, 10**7), default=2_000)
+    parser.add_argument("--naive-plays", type=bounded(int, 1, 10**5), default=50)
+    parser.add_argument("--rate", type=bounded(float, 1, 20_000), default=1000.0)
+    parser.add_argument("--duration", type=bounded(float, 1, 600), default=20.0)
+    parser.add_argument(
+        "--warmup", type=bounded(float, 0, 600), default=10.0, help="unmeasured seconds at --rate first"
+    )
+    parser.add_argument("--backlog", type=bounded(int, 1, 10**6), default=20_000)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--skip-in-process",
