@@ -55,6 +55,40 @@ def plot(
         fig.suptitle("Cadenza cluster profile under faults (red: component down)")
 
 
+def _ms(lat: dict[str, float]) -> str:
+    return f"p50 {lat['p50']:,.0f} / p99 {lat['p99']:,.0f} ms"
+
+
+def _s(dist: dict[str, float]) -> str:
+    return f"p50 {dist['p50']:.1f} / max {dist['max']:.1f} s"
+
+
+def fault_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
+    """What one fault did, as (measure, value) rows: the dict from ``bench/_faults_analysis.py``."""
+    name = f.get("program") or f.get("component") or "?"
+    rows = [(f"{f['fault']} ({name}) down", f"{f['down_s']:.1f} s, {f['posts_while_down']:,} plays posted")]
+    rows.append(("  play -> recommendation meanwhile", _ms(f["latency_ms_while_down"])))
+    if "caught_up_s" in f and f["caught_up_s"] is not None:
+        rows.append(("  back in every ISR after restart", f"{f['caught_up_s']:.1f} s"))
+    if "resume_s" in f:
+        moved = ", ".join(str(p) for p in f.get("moved_partitions", []))
+        rows.append(("  partitions moved / taken over after", f"{moved} / {f['takeover_s']:.1f} s"))
+        resume = f["resume_s"]
+        if resume:
+            rows.append(
+                ("  answered again after (per partition)", f"max {max(resume.values()):.1f} s (target 10)")
+            )
+        rows.append(
+            ("  affected listeners' longest wait", f"{f['affected_listeners']}: {_s(f['longest_wait_s'])}")
+        )
+        if f.get("rejoin_s") is not None:
+            rows.append(("  group stable after the restart", f"{f['rejoin_s']:.1f} s"))
+    if "reconnected_listeners" in f:
+        rows.append(("  listeners reconnected elsewhere", str(f["reconnected_listeners"])))
+        rows.append(("  their latest list after the kill", _s(f["latest_list_after_s"])))
+    return rows
+
+
 def table(result: dict[str, Any]) -> Table:
     t = Table(title="Faults under load (cluster profile, loopback)", title_justify="left")
     t.add_column("measure")
@@ -67,15 +101,13 @@ def table(result: dict[str, Any]) -> Table:
         "without_recommendation",
         "posts_given_up",
     ):
-        t.add_row(key.replace("_", " "), str(load[key]))
-    t.add_row(
-        "play -> recommendation p50 / p99 (ms)", f"{load['latency_ms']['p50']} / {load['latency_ms']['p99']}"
-    )
+        t.add_row(key.replace("_", " "), f"{load[key]:,}")
+    t.add_row("play -> recommendation, whole run", _ms(load["latency_ms"]))
     for f in load["faults"]:
-        detail = {k: v for k, v in f.items() if k not in ("fault",)}
-        t.add_row(f"fault: {f['fault']}", json.dumps(detail, default=str)[:160])
+        for measure, value in fault_rows(f):
+            t.add_row(measure, value)
     for run in result.get("throughput", []):
-        t.add_row(f"backlog drain, {run['workers']} worker(s) (plays/s)", str(run["plays_per_s"]))
+        t.add_row(f"backlog drain, {run['workers']} worker(s)", f"{run['plays_per_s']:,.0f} plays/s")
     if result.get("throughput_ratio") is not None:
         t.add_row("two workers / one", f"{result['throughput_ratio']:.2f}")
     return t
