@@ -14,10 +14,21 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from kafka.errors import KafkaError
+from kafka.errors import (
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
+    KafkaError,
+    NotCoordinatorError,
+)
 
 from infra.kafka_clients import admin, unreachable
 from infra.settings import Settings
+
+#: The state shown while nobody can say who is in the group: its coordinator is not available
+#: (a fresh broker still creating ``__consumer_offsets``, or the coordinating broker lost and
+#: the group moving to another). Not an outage of Kafka: ask again in a few seconds.
+NO_COORDINATOR = "NoCoordinator"
+_COORDINATOR_MOVING = (CoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError)
 
 
 @dataclass(frozen=True)
@@ -88,12 +99,15 @@ def _worker_url(user_data: object) -> str:
 
 
 def describe_group(settings: Settings, group: str) -> GroupAssignment:
-    """The live assignment of ``group`` (state ``Dead`` with no members if it does not exist)."""
+    """The live assignment of ``group`` (state ``Dead`` with no members if it does not exist,
+    :data:`NO_COORDINATOR` with no members while its coordinator is not available)."""
     client = admin(settings)
     # It logs a warning with every byte of a subscription it cannot decode (Faust's).
     logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)
     try:
         raw = client.describe_groups([group]).get(group, {})
+    except _COORDINATOR_MOVING:
+        return GroupAssignment(group, NO_COORDINATOR, [])
     except KafkaError as err:
         raise unreachable(settings, err) from None
     finally:

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kafka.errors import (
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
+    KafkaTimeoutError,
+    NotCoordinatorError,
+)
 
-from infra.errors import ConfigError
+from infra import groups
+from infra.errors import ConfigError, UnreachableError
 from infra.groups import parse_group
 from infra.settings import Settings, get_settings
 from infra.stack.kafka import KafkaBroker, server_properties
@@ -120,3 +128,37 @@ def test_a_faust_group_assignment_names_each_worker_and_its_partitions() -> None
         5: "http://127.0.0.1:6067",
     }
     assert parse_group("gone", {}).members == [] and parse_group("gone", {}).state == "Unknown"
+
+
+class _Admin:
+    """kafka-python's admin client as describe_group uses it, failing with ``err``."""
+
+    def __init__(self, err: Exception) -> None:
+        self.err, self.closed = err, False
+
+    def describe_groups(self, groups: list[str]) -> dict[str, Any]:
+        raise self.err
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize(
+    "err", [CoordinatorNotAvailableError(), CoordinatorLoadInProgressError(), NotCoordinatorError()]
+)
+def test_a_group_whose_coordinator_is_moving_is_shown_as_such_not_as_kafka_down(
+    monkeypatch: pytest.MonkeyPatch, err: Exception
+) -> None:
+    client = _Admin(err)
+    monkeypatch.setattr(groups, "admin", lambda settings: client)
+    group = groups.describe_group(Settings(), "cadenza.recommender")
+    assert (group.state, group.members) == (groups.NO_COORDINATOR, [])
+    assert client.closed
+
+
+def test_a_broker_that_does_not_answer_is_reported_as_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = _Admin(KafkaTimeoutError())
+    monkeypatch.setattr(groups, "admin", lambda settings: client)
+    with pytest.raises(UnreachableError, match="did not answer"):
+        groups.describe_group(Settings(), "cadenza.recommender")
+    assert client.closed
