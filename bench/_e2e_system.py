@@ -43,7 +43,10 @@ def raise_nofile() -> int:
 
 
 def process_cpu_s() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, user + system CPU seconds) of every process, from /proc."""
+    """pid -> (parent pid, CPU seconds) of every process, from /proc: user + system time,
+    its own and that of its children that have exited and been waited for (``cutime``,
+    ``cstime``). Without the latter a tree's total drops when a child exits (a Spark
+    Python worker ending with its task), and a phase's share came out negative."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, tuple[int, float]] = {}
     for entry in os.scandir("/proc"):
@@ -53,12 +56,13 @@ def process_cpu_s() -> dict[int, tuple[int, float]]:
             fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        out[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        out[int(entry.name)] = (int(fields[1]), sum(int(v) for v in fields[11:15]) / tick)
     return out
 
 
 def tree_cpu_s(root: int, table: dict[int, tuple[int, float]]) -> float:
-    """CPU seconds of ``root`` and its live descendants (a stream job's Spark JVM and workers)."""
+    """CPU seconds of ``root`` and its live descendants (a stream job's Spark JVM and workers),
+    those that have exited included (see :func:`process_cpu_s`)."""
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
