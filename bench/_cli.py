@@ -3,7 +3,8 @@
 ``bounded`` validates a number argument where argparse reads it (a clear usage error
 instead of a crash deep in a run, e.g. ``--backlog 0`` dividing by zero); ``interrupted``
 turns SIGINT/SIGTERM into ``KeyboardInterrupt`` so a script's ``finally`` stops what it
-started. Used by ``bench/e2e.py``, ``bench/gateway.py`` and ``bench/recommender.py``.
+started. Used by ``bench/e2e.py``, ``bench/gateway.py``, ``bench/recommender.py`` and
+``bench/faults.py`` (``bounded`` only).
 """
 
 from __future__ import annotations

@@ -99,10 +99,10 @@ class Cluster:
         while time.monotonic() - started < timeout:
             try:
                 g = self.group()
-            except InfraError:  # no coordinator yet (offsets topic being created), or a broker moving
+            except InfraError:  # a broker moving did not answer (no coordinator: g.state says so)
                 time.sleep(0.5)
                 continue
-            if g.state == "Stable" and len(g.members) == members and len(g.owners(topic)) == PLAYS.partitions:
+            if g.settled(topic, PLAYS.partitions, members):
                 return time.monotonic() - started
             time.sleep(0.2)
         raise RuntimeError(f"recommender group not stable with {members} member(s) after {timeout:.0f} s")

@@ -68,7 +68,7 @@ def fault_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
     name = f.get("program") or f.get("component") or "?"
     rows = [(f"{f['fault']} ({name}) down", f"{f['down_s']:.1f} s, {f['posts_while_down']:,} plays posted")]
     rows.append(("  play -> recommendation meanwhile", _ms(f["latency_ms_while_down"])))
-    if "caught_up_s" in f and f["caught_up_s"] is not None:
+    if f.get("caught_up_s") is not None:
         rows.append(("  back in every ISR after restart", f"{f['caught_up_s']:.1f} s"))
     if "resume_s" in f:
         moved = ", ".join(str(p) for p in f.get("moved_partitions", []))

@@ -51,6 +51,13 @@ class GroupAssignment:
     state: str  # Stable, PreparingRebalance, CompletingRebalance, Empty, Dead
     members: list[Member]
 
+    def settled(self, topic: str, partitions: int, members: int) -> bool:
+        """Stable, with exactly ``members`` members, and every one of the ``partitions`` of
+        ``topic`` held by one of them: a rebalance is over."""
+        return (
+            self.state == "Stable" and len(self.members) == members and len(self.owners(topic)) == partitions
+        )
+
     def owners(self, topic: str) -> dict[int, str]:
         """Partition -> the member (worker URL, else member id) that holds it."""
         return {p: m.worker or m.member_id for m in self.members for p in m.holds(topic)}

@@ -127,6 +127,10 @@ def test_a_faust_group_assignment_names_each_worker_and_its_partitions() -> None
         4: "http://127.0.0.1:6067",
         5: "http://127.0.0.1:6067",
     }
+    assert group.settled("cadenza.plays", 6, members=2)
+    assert not group.settled("cadenza.plays", 6, members=1)
+    assert not group.settled("cadenza.plays", 7, members=2)  # a partition nobody holds
+    assert not parse_group("gone", {}).settled("cadenza.plays", 6, members=0)
     assert parse_group("gone", {}).members == [] and parse_group("gone", {}).state == "Unknown"
 
 

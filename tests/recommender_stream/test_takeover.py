@@ -10,6 +10,7 @@ by ``bench/faults.py`` on the cluster profile; here it is what happens that is c
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,12 +43,7 @@ def settled(settings: Settings, ports: list[int], timeout: float = 120.0) -> Gro
     while time.monotonic() < deadline:
         group = describe_group(settings, settings.recommender_group)
         holders = {port_of(m.worker) for m in group.members if m.holds(topic)}
-        if (
-            group.state == "Stable"
-            and len(group.members) == len(ports)
-            and holders == set(ports)
-            and len(group.owners(topic)) == PLAYS.partitions
-        ):
+        if group.settled(topic, PLAYS.partitions, len(ports)) and holders == set(ports):
             return group
         time.sleep(0.5)
     raise AssertionError(f"the group did not settle on workers {ports}: {group}")
@@ -58,12 +54,8 @@ def port_of(worker_url: str) -> int | None:
     return urlsplit(worker_url).port if worker_url else None
 
 
-def recommended_users(values: list[bytes]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for v in values:
-        user = decode(Recommendation, v).user_id
-        counts[user] = counts.get(user, 0) + 1
-    return counts
+def recommended_users(values: list[bytes]) -> Counter[str]:
+    return Counter(decode(Recommendation, v).user_id for v in values)
 
 
 def test_a_killed_workers_listeners_move_to_the_survivor_with_their_state(
