@@ -1,4 +1,4 @@
-"""Bench only: a recommender worker whose catalogue is :func:`bench.recommender.big_catalogue`.
+"""Bench only: a recommender worker whose catalogue is :func:`_recommender_data.big_catalogue`.
 
 Started by ``bench/recommender.py`` as ``python bench/_synthetic_worker.py --web-port P``:
 the real worker (``recommender_stream.worker``: Faust app, agent, table, feeds) with the
@@ -14,12 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import recommender as bench
+from _recommender_data import big_catalogue
 
 import recommender_stream.app as worker_app
 from recommender_stream.worker import main
 
-worker_app._load = lambda settings: bench.big_catalogue()
+worker_app._load = lambda settings: big_catalogue()
 
 if __name__ == "__main__":
     main(sys.argv[1:])
