@@ -8,7 +8,10 @@ Destination: the ``dlq`` column of the parsed frames (:mod:`streaming_jobs.play_
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
+
+import pandas as pd
 
 from schemas.codec import dead_letter, encode
 
@@ -38,3 +41,18 @@ def dead_letter_json(raw: dict[str, Any], error: BaseException | str, stage: str
         stage=stage,
     )
     return encode(letter).decode("utf-8")
+
+
+def strings_as_objects(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """``frame`` with each of ``columns`` (Spark ``string``) as Python objects, nulls as ``None``.
+
+    A column with no value in a batch is float NaN to pandas, and pyarrow 26 converts a
+    float column to ``string`` as a ``ChunkedArray``, which pyspark's Arrow serializer
+    refuses (``TypeError: Expected Array``): the query's micro-batch then fails on every
+    retry. Object columns of ``str``/``None`` convert to a plain ``StringArray``.
+    """
+    for name in columns:
+        column = frame[name]
+        if column.dtype != object:
+            frame[name] = column.astype(object).where(column.notna(), None)
+    return frame

@@ -25,7 +25,7 @@ from schemas.codec import decode
 from schemas.errors import SchemaError
 from schemas.events import PlayEvent
 from streaming_jobs.errors import FutureEventError, UnknownTrackError
-from streaming_jobs.kafka_records import RAW_COLUMNS, RAW_COLUMNS_DDL, dead_letter_json
+from streaming_jobs.kafka_records import RAW_COLUMNS, RAW_COLUMNS_DDL, dead_letter_json, strings_as_objects
 from streaming_jobs.track_lookup import UNKNOWN
 
 STAGE: Final = "streaming_jobs.plays"
@@ -38,6 +38,10 @@ OUTPUT_COLUMNS: Final = (
     "ok", "error_class", "event_id", "user_id", "track_id", "kind", "position_s", "ts",
     "cluster", "model_version", "dlq", *RAW_COLUMNS,
 )  # fmt: skip
+STRING_COLUMNS: Final = ("error_class", "event_id", "user_id", "kind", "model_version", "dlq", "topic")
+#: A rejected row has every parsed column, null: a batch of only bad records must still
+#: give typed columns (pandas makes a column that no row has into float NaN).
+EMPTY_ROW: Final[dict[str, Any]] = dict.fromkeys(OUTPUT_COLUMNS)
 
 
 def parse_plays(
@@ -96,11 +100,12 @@ def parse_plays(
     frame = pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     frame["ok"] = frame["ok"].astype(bool)
-    return frame
+    return strings_as_objects(frame, STRING_COLUMNS)
 
 
 def _rejected(raw_row: dict[str, Any], err: Exception) -> dict[str, Any]:
     return {
+        **EMPTY_ROW,
         **raw_row,
         "ok": False,
         "error_class": type(err).__name__,

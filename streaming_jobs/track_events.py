@@ -18,7 +18,7 @@ from schemas.codec import decode, encode
 from schemas.documents import TrackDoc
 from schemas.errors import SchemaError
 from schemas.events import TrackAssigned, TrackEvent
-from streaming_jobs.kafka_records import RAW_COLUMNS, RAW_COLUMNS_DDL, dead_letter_json
+from streaming_jobs.kafka_records import RAW_COLUMNS, RAW_COLUMNS_DDL, dead_letter_json, strings_as_objects
 
 STAGE: Final = "streaming_jobs.assign"
 PARSED_SCHEMA: Final = (
@@ -58,7 +58,7 @@ def parse_tracks(raw: pd.DataFrame) -> pd.DataFrame:
     columns = ["ok", "error_class", "track_id", "features", "dlq", *RAW_COLUMNS]
     frame = pd.DataFrame(rows, columns=columns)
     frame["ok"] = frame["ok"].astype(bool)
-    return frame
+    return strings_as_objects(frame, ("error_class", "dlq", "topic"))
 
 
 def track_update(

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from schemas.codec import decode, encode
 from schemas.events import DeadLetter, PlayEvent, PlayKind
-from streaming_jobs.play_events import OUTPUT_COLUMNS, STAGE, parse_plays
+from streaming_jobs.play_events import OUTPUT_COLUMNS, PARSED_SCHEMA, STAGE, parse_plays
 from streaming_jobs.track_lookup import UNASSIGNED, UNKNOWN
+from tests.streaming_jobs._arrow import to_arrow
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TOPIC = "t.cadenza.plays"
@@ -215,9 +216,24 @@ def test_an_empty_batch_gives_an_empty_frame() -> None:
     assert len(out) == 0
 
 
-def check_one_row_per_record(values: Sequence[bytes | None]) -> None:
-    """Whatever the bytes: no exception, one row each, in order, every reject dead-lettered."""
+def test_a_batch_of_only_bad_records_converts_to_arrow() -> None:
+    """Regression: a partition's frame with no valid play gave float NaN columns for the
+    string fields, which pyarrow 26 turned into a ChunkedArray and pyspark refused
+    (``TypeError: Expected Array``), failing every retry of the plays job's micro-batch."""
+    values = [b'{"event_id": "x', b"[" * 100, None, encode(event(999))]
     out = parse(values)
+    assert not out["ok"].any()
+    arrays = to_arrow(out, PARSED_SCHEMA)
+    names = [c.strip().split()[0] for c in PARSED_SCHEMA.split(",")]
+    assert arrays[names.index("user_id")].null_count == len(values)
+    assert arrays[names.index("dlq")].null_count == 0
+
+
+def check_one_row_per_record(values: Sequence[bytes | None]) -> None:
+    """Whatever the bytes: no exception, one row each, in order, every reject dead-lettered,
+    and a frame pyspark's Arrow serializer accepts."""
+    out = parse(values)
+    to_arrow(out, PARSED_SCHEMA)
     assert len(out) == len(values)
     assert out["offset"].tolist() == [100 + i for i in range(len(values))]
     for row, value in enumerate(values):
