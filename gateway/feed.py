@@ -6,18 +6,20 @@ process sees every listener's messages and several gateways run side by side (a
 listener may connect to any of them). At start-up the last ``CADENZA_GATEWAY_REPLAY_S``
 seconds are read back only to fill the latest-list cache (so a listener who connects
 right after a gateway restart still gets their list at once); then each new message
-is pushed. Destinations: :class:`gateway.hub.Hub`; records that are not JSON objects
-go to ``cadenza.dlq`` through ``dead_letter``.
+is pushed. Destinations: :class:`gateway.hub.Hub`; records that are not a valid
+``Recommendation`` or ``Trending`` (decoded by :func:`schemas.codec.decode`: any bytes,
+nesting, size or type) go to ``cadenza.dlq`` through ``dead_letter`` and the feed goes
+on. The feed never stops on a record: anything unexpected while handling one is logged
+and dead-lettered too; a lost broker is retried with backoff, and ``progress_at`` tells
+the gateway's watchdog (:mod:`gateway.app`) how long it has gone without a fetch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -26,37 +28,31 @@ from aiokafka.errors import KafkaError
 from gateway.hub import Hub
 from infra.kafka_clients import aio_consumer
 from infra.settings import Settings
+from schemas.codec import decode
+from schemas.errors import SchemaError
+from schemas.events import Recommendation, Trending
 from schemas.topics import RECOMMENDATIONS, TRENDING
 
 log = logging.getLogger("cadenza.gateway.feed")
 DeadLetter = Callable[[Any, str], None]  # (aiokafka record, reason)
 
 
-def envelope(kind: str, value: bytes) -> tuple[dict[str, Any], str]:
-    """The parsed message and the text sent to browsers: ``{"type": kind, "data": …}``.
-
-    ValueError when ``value`` is not a JSON object."""
-    data = json.loads(value)
-    if not isinstance(data, dict):
-        raise ValueError(f"a {kind} message must be a JSON object")
-    return data, '{"type":"' + kind + '","data":' + value.decode("utf-8") + "}"
+MODELS: dict[str, type[Recommendation] | type[Trending]] = {
+    "recommendations": Recommendation,
+    "trending": Trending,
+}
+RETRY_MAX_S = 30.0
 
 
-def window_of(data: dict[str, Any]) -> tuple[int, float]:
-    """A trending message's cluster and window end (epoch seconds); ValueError if either is
-    missing or malformed."""
-    cluster, end = data.get("cluster"), data.get("window_end")
-    if not isinstance(cluster, int) or isinstance(cluster, bool):
-        raise ValueError("a trending window without cluster")
-    if not isinstance(end, str):
-        raise ValueError("a trending window without window_end")
-    return cluster, epoch(end)
+def envelope(kind: str, value: bytes | None) -> tuple[Recommendation | Trending, str]:
+    """The decoded message and the text sent to browsers: ``{"type": kind, "data": …}``.
 
-
-def epoch(text: str) -> float:
-    """An ISO-8601 time (UTC when it names no zone) as epoch seconds; ValueError if malformed."""
-    when = datetime.fromisoformat(text)
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    :class:`schemas.errors.SchemaError` for anything that is not a valid message of the
+    topic. The browsers get the record's own JSON (fields this gateway does not know
+    included: the topic-evolution rule lets producers add fields)."""
+    message = decode(MODELS[kind], value)
+    assert value is not None  # decode refuses a tombstone
+    return message, '{"type":"' + kind + '","data":' + value.decode("utf-8") + "}"
 
 
 class Feed:
@@ -66,13 +62,17 @@ class Feed:
         self.settings, self.hub, self.dead_letter = settings, hub, dead_letter
         self.ready = asyncio.Event()
         self.error: str | None = None
+        #: ``time.monotonic()`` of the last fetch that answered (with records or not).
+        self.progress_at = time.monotonic()
         self.names = {
             settings.topic(RECOMMENDATIONS): "recommendations",
             settings.topic(TRENDING): "trending",
         }
 
     async def run(self) -> None:
-        """Follow the topics until cancelled, reconnecting after broker errors."""
+        """Follow the topics until cancelled, reconnecting after any error with backoff
+        (2 s doubling to 30 s); it never ends on its own."""
+        delay = 2.0
         while True:
             try:
                 await self._follow()
@@ -80,8 +80,13 @@ class Feed:
                 raise
             except KafkaError as err:
                 self.error = f"Kafka: {err}"
-                log.warning("gateway feed lost Kafka (%s); retrying in 2 s", err)
-                await asyncio.sleep(2.0)
+                log.warning("gateway feed lost Kafka (%s); retrying in %.0f s", err, delay)
+            except Exception as err:  # the feed must outlive anything; the watchdog judges stalls
+                self.error = f"{type(err).__name__}: {err}"
+                log.exception("gateway feed failed; retrying in %.0f s", delay)
+            self.ready.clear()
+            await asyncio.sleep(delay)
+            delay = min(RETRY_MAX_S, delay * 2)
 
     async def _follow(self) -> None:
         consumer = aio_consumer(self.settings, group_id=None, fetch_max_wait_ms=100)
@@ -109,6 +114,7 @@ class Feed:
                 self._caught_up()
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+                self.progress_at = time.monotonic()
                 for tp, records in batches.items():
                     end = catching_up.get(tp)
                     for record in records:
@@ -125,16 +131,12 @@ class Feed:
         self.ready.set()
         log.info("gateway feed caught up: %d listeners' latest lists cached", self.hub.cached())
 
-    def _observe_recommendation(self, data: dict[str, Any], produced_ms: int | None) -> None:
+    def _observe_recommendation(self, message: Recommendation, produced_ms: int | None) -> None:
         """The recommender's share of a recommendation's latency: its play's ``cause_ts`` to
-        its Kafka timestamp (skipped when either is missing or unreadable)."""
-        cause = data.get("cause_ts")
-        if not produced_ms or not isinstance(cause, str):
+        its Kafka timestamp (skipped when either is missing)."""
+        if not produced_ms or message.cause_ts is None:
             return
-        try:
-            caused = epoch(cause)
-        except ValueError:
-            return
+        caused = message.cause_ts.timestamp()
         self.hub.metrics.recommend_delay.observe(max(0.0, produced_ms / 1000 - caused))
 
     def _handle(self, topic: str, record: Any, *, replay: bool) -> None:
@@ -143,23 +145,26 @@ class Feed:
         if not replay and record.timestamp:
             self.hub.metrics.feed_delay.observe(max(0.0, time.time() - record.timestamp / 1000))
         try:
-            data, text = envelope(kind, record.value or b"")
-            if kind == "recommendations":
-                user = data.get("user_id")
-                if not isinstance(user, str) or not user:
-                    raise ValueError("a recommendation without user_id")
+            message, text = envelope(kind, record.value)
+            if isinstance(message, Recommendation):
                 if replay:
-                    self.hub.remember(user, text)
+                    self.hub.remember(message.user_id, text)
                 else:
-                    self.hub.push(user, text)
-                    self._observe_recommendation(data, record.timestamp)
+                    self.hub.push(message.user_id, text)
+                    self._observe_recommendation(message, record.timestamp)
             else:
-                cluster, end = window_of(data)
+                cluster, end = message.cluster, message.window_end.timestamp()
                 if replay:
                     self.hub.keep_trending(cluster, text, end)
                 else:
                     self.hub.broadcast(cluster, text, end)
-        except (ValueError, UnicodeDecodeError) as err:
-            self.hub.metrics.errors["feed_bad_message"] += 1
-            if self.dead_letter is not None:
-                self.dead_letter(record, f"{type(err).__name__}: {err}")
+        except SchemaError as err:
+            self._reject(record, err)
+        except Exception as err:  # a bug must cost one record, never the feed
+            log.exception("gateway feed could not handle %s@%s", topic, record.offset)
+            self._reject(record, err)
+
+    def _reject(self, record: Any, err: BaseException) -> None:
+        self.hub.metrics.errors["feed_bad_message"] += 1
+        if self.dead_letter is not None:
+            self.dead_letter(record, f"{type(err).__name__}: {err}")

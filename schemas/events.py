@@ -60,9 +60,16 @@ def utcnow() -> datetime:
 
 
 class Message(BaseModel):
-    """Base of every message: strict about unknown fields, immutable."""
+    """Base of every message: immutable; fields it does not know are ignored.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    The topic-evolution rule (README, "Changing a topic's schema"): a topic's message may
+    gain optional fields, which consumers that do not know them ignore; anything else (a
+    field removed, renamed, retyped or made required) is a new topic or a new value of a
+    version field. So every consumer decodes with unknown fields ignored, and what
+    producers write always has exactly the fields of the model.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
 class PlayKind(StrEnum):

@@ -3,6 +3,8 @@ recommendations (pushed, and the recommender's delay measured)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,36 +12,83 @@ from typing import Any
 
 import pytest
 
-from gateway.feed import Feed, window_of
+from gateway.feed import Feed, envelope
 from gateway.hub import Hub
 from infra.settings import Settings
-from schemas.topics import RECOMMENDATIONS
+from schemas.errors import SchemaError
+from schemas.events import Trending
+from schemas.topics import RECOMMENDATIONS, TRENDING
 
 
-def test_window_of_reads_the_cluster_and_the_end_as_epoch_seconds() -> None:
-    assert window_of({"cluster": 3, "window_end": "2026-01-01T00:10:00Z"}) == (3, 1767226200.0)
-    naive_is_utc = window_of({"cluster": 0, "window_end": "2026-01-01T00:10:00"})
-    assert naive_is_utc == (0, 1767226200.0)
+def _record(value: dict[str, Any] | bytes | None, timestamp_ms: int | None = None) -> Any:
+    raw = value if isinstance(value, bytes) or value is None else json.dumps(value).encode()
+    return SimpleNamespace(value=raw, key=b"u", timestamp=timestamp_ms, offset=0)
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        {"window_end": "2026-01-01T00:10:00Z"},
-        {"cluster": "3", "window_end": "2026-01-01T00:10:00Z"},
-        {"cluster": True, "window_end": "2026-01-01T00:10:00Z"},
-        {"cluster": 3},
-        {"cluster": 3, "window_end": 17},
-        {"cluster": 3, "window_end": "yesterday"},
-    ],
-)
-def test_window_of_refuses_what_is_not_a_window(data: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
-        window_of(data)
+WINDOW = {
+    "cluster": 3,
+    "window_start": "2026-01-01T00:00:00Z",
+    "window_end": "2026-01-01T00:10:00+00:00",
+    "plays": 4,
+    "top_tracks": [{"track_id": 7, "plays": 4}],
+}
 
 
-def _record(value: dict[str, Any], timestamp_ms: int | None) -> Any:
-    return SimpleNamespace(value=json.dumps(value).encode(), key=b"u", timestamp=timestamp_ms, offset=0)
+def test_a_trending_window_is_decoded_with_its_cluster_and_end() -> None:
+    message, text = envelope("trending", json.dumps(WINDOW).encode())
+    assert isinstance(message, Trending)
+    assert (message.cluster, message.window_end.timestamp()) == (3, 1767226200.0)
+    assert json.loads(text) == {"type": "trending", "data": WINDOW}
+
+
+def test_a_field_this_gateway_does_not_know_is_kept_for_the_browser() -> None:
+    """The topic-evolution rule: producers may add fields; consumers ignore them."""
+    message, text = envelope("trending", json.dumps({**WINDOW, "added_later": [1, 2]}).encode())
+    assert isinstance(message, Trending)
+    assert json.loads(text)["data"]["added_later"] == [1, 2]
+
+
+HOSTILE: list[bytes | None] = [
+    b"[" * 50_000,  # RecursionError in json.loads: killed the feed for every listener
+    b"{" * 100_000,
+    None,
+    b"",
+    b"\xff\xfe\x00",
+    b"1" * 5000,
+    b'{"cluster": 1e999}',
+    b"x" * (2 << 20),
+    json.dumps({**WINDOW, "window_end": "yesterday"}).encode(),
+    json.dumps({**WINDOW, "cluster": [3]}).encode(),
+    json.dumps({**WINDOW, "window_end": "2026-01-01T00:10:00"}).encode(),  # no zone
+    json.dumps({"user_id": "ana", "items": [], "cause_ts": "soon"}).encode(),
+    json.dumps({"user_id": "", "items": []}).encode(),
+    json.dumps([1, 2]).encode(),
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+@pytest.mark.parametrize("topic", [RECOMMENDATIONS, TRENDING])
+@pytest.mark.parametrize("replay", [False, True])
+def test_any_bad_record_is_one_dead_letter_and_the_feed_goes_on(
+    tmp_path: Path, value: bytes | None, topic: Any, replay: bool
+) -> None:
+    hub = Hub(queue_size=8)
+    letters: list[tuple[Any, str]] = []
+    feed = Feed(Settings(data_dir=tmp_path), hub, lambda record, reason: letters.append((record, reason)))
+    conn = hub.connect("ana")
+    feed._handle(feed.settings.topic(topic), _record(value), replay=replay)
+    assert len(letters) == 1 and letters[0][0].value == value
+    assert letters[0][1].startswith("SchemaError")
+    assert hub.metrics.errors["feed_bad_message"] == 1
+    good = {"user_id": "ana", "items": [], "model_version": "v1"}
+    feed._handle(feed.settings.topic(RECOMMENDATIONS), _record(good), replay=False)
+    assert conn.next_message() is not None
+    assert len(letters) == 1
+
+
+def test_with_envelope_a_malformed_message_is_a_schema_error() -> None:
+    with pytest.raises(SchemaError):
+        envelope("recommendations", b"[" * 50_000)
 
 
 def test_a_live_recommendation_measures_the_recommenders_delay_and_reaches_the_listener(
@@ -62,7 +111,6 @@ def test_a_live_recommendation_measures_the_recommenders_delay_and_reaches_the_l
     ("cause", "timestamp_ms", "replay"),
     [
         (None, 1, False),
-        ("soon", 1, False),
         ("2026-01-01T00:00:00Z", None, False),
         ("2026-01-01T00:00:00Z", 1, True),
     ],
@@ -76,3 +124,49 @@ def test_no_delay_is_counted_without_both_times_or_for_a_replayed_list(
     feed._handle(feed.settings.topic(RECOMMENDATIONS), _record(reco, timestamp_ms), replay=replay)
     assert hub.metrics.recommend_delay.n == 0
     assert hub.latest("ana") is not None  # the list itself is still kept
+
+
+@pytest.mark.stack
+def test_after_hostile_records_a_started_feed_is_ready_and_pushes(topics: Settings) -> None:
+    """Regression: 50,000 ``[`` on the topics raised RecursionError in the feed's replay, so
+    the feed task died and a restarted gateway stayed "not ready" forever. Here the bad
+    records are already there when the feed starts (the restart case), and more arrive
+    while it runs; each is dead-lettered and a valid list still reaches the listener."""
+    from infra.kafka_clients import producer
+
+    settings = topics
+    sent = [v for v in HOSTILE if v is None or len(v) < 1_000_000]  # the broker's record limit
+    with producer(settings) as p:
+        for value in sent:
+            p.send(settings.topic(RECOMMENDATIONS), key=b"ana", value=value)
+            p.send(settings.topic(TRENDING), key=b"3", value=value)
+        p.flush()
+
+    async def scenario() -> tuple[int, str | None, bool]:
+        hub = Hub(queue_size=8)
+        letters: list[str] = []
+        feed = Feed(settings, hub, lambda record, reason: letters.append(reason))
+        conn = hub.connect("ana")
+        task = asyncio.create_task(feed.run())
+        try:
+            await asyncio.wait_for(feed.ready.wait(), 30)
+            with producer(settings) as p:
+                p.send(settings.topic(RECOMMENDATIONS), key=b"ana", value=b"[" * 50_000)
+                good = {"user_id": "ana", "items": [], "model_version": "live"}
+                p.send(settings.topic(RECOMMENDATIONS), key=b"ana", value=json.dumps(good).encode())
+                p.flush()
+            deadline = asyncio.get_running_loop().time() + 30
+            item = None
+            while item is None and asyncio.get_running_loop().time() < deadline:
+                item = conn.next_message()
+                await asyncio.sleep(0.05)
+            return len(letters), item[0] if item else None, task.done()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    letters, text, died = asyncio.run(scenario())
+    assert not died
+    assert text is not None and json.loads(text)["data"]["model_version"] == "live"
+    assert letters == 2 * len(sent) + 1
