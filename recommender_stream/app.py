@@ -21,12 +21,15 @@ from typing import Any, Final, cast
 
 import faust
 from aiokafka import TopicPartition
+from pymongo.errors import PyMongoError
 
 from infra.kafka_clients import aio_consumer
 from infra.mongo import client as mongo_client
 from infra.settings import RECOMMENDER_TABLE, Settings
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.catalogue_loader import load_catalogue, load_model
+from recommender_stream.delivery import DeliveryGuard
+from recommender_stream.errors import CatalogueError
 from recommender_stream.listener import Limits
 from recommender_stream.processor import Output, Processor, Record
 from recommender_stream.recovery import SafeTableManager
@@ -105,6 +108,8 @@ class Runtime:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     #: Sends outputs to their topics; replaceable in component tests.
     send: Callable[[list[Output]], Awaitable[None]] | None = None
+    #: What was sent and is not yet known to be delivered (see :mod:`recommender_stream.delivery`).
+    delivery: DeliveryGuard | None = None
 
 
 def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faust.App, Runtime]:
@@ -137,16 +142,20 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
 
     names = {name: topic.get_topic_name() for name, topic in outputs.items()}
 
-    async def send(items: list[Output]) -> None:
-        # Straight to the producer (the records are bytes already): each ``send`` returns
-        # once the record is in the producer's buffer, which Faust flushes before it
-        # commits the offsets of the plays that caused them.
-        if not items:
-            return
+    async def send_raw(topic: str, key: bytes | None, value: bytes) -> asyncio.Future[Any]:
+        # Straight to the producer (the records are bytes already): returns once the record
+        # is in the producer's buffer, with the future of its delivery.
         producer = await app.maybe_start_producer()
+        return cast(asyncio.Future, await producer.send(topic, key, value, None, None, None))
+
+    # Awaited by the consumer before each offset commit (transport._Consumer): a failed
+    # send is sent again, and the plays that caused it are not committed until it lands.
+    delivery = app.delivery = DeliveryGuard(send_raw)
+    runtime.delivery = delivery
+
+    async def send(items: list[Output]) -> None:
         for item in items:
-            sent = await producer.send(names[item.topic], item.key, item.value, None, None, None)
-            cast(asyncio.Future, sent).add_done_callback(_log_send_error)
+            await delivery.send(names[item.topic], item.key, item.value)
 
     runtime.send = send
 
@@ -176,15 +185,13 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
     return app, runtime
 
 
-def _log_send_error(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.warning("could not send a record: %r", fut.exception())
-
-
 def _load(settings: Settings) -> Catalogue:
+    """The current model's catalogue from MongoDB; :class:`CatalogueError` on any failure."""
     mongo = mongo_client(settings)
     try:
         return load_catalogue(mongo[settings.mongodb_db], load_model(settings.models_path)).catalogue
+    except PyMongoError as err:
+        raise CatalogueError(f"MongoDB: {err}; is it up?") from None
     finally:
         mongo.close()
 
@@ -205,7 +212,9 @@ async def follow_feeds(runtime: Runtime, send: Any) -> None:
         consumer.assign(tps)
         track_tps = [tp for tp in tps if names[tp.topic] == "tracks"]
         starts = await consumer.end_offsets(track_tps)  # before loading: nothing falls in between
-        runtime.processor.replace_catalogue(await loop.run_in_executor(None, _load, settings))
+        runtime.processor.replace_catalogue(
+            await load_until_done(lambda: loop.run_in_executor(None, _load, settings))
+        )
         for tp, offset in starts.items():
             consumer.seek(tp, offset)
         await consumer.seek_to_beginning(*[tp for tp in tps if names[tp.topic] == "trending"])
@@ -229,12 +238,33 @@ async def follow_feeds(runtime: Runtime, send: Any) -> None:
             if loop.time() - last_check > MODEL_CHECK_S:
                 last_check = loop.time()
                 if current_version(settings.models_path) != runtime.processor.catalogue.version:
-                    runtime.processor.replace_catalogue(await loop.run_in_executor(None, _load, settings))
+                    try:
+                        catalogue = await loop.run_in_executor(None, _load, settings)
+                    except CatalogueError as err:  # keep serving the old one; try at the next check
+                        log.warning("model changed but the catalogue could not be reloaded: %s", err)
+                        continue
+                    runtime.processor.replace_catalogue(catalogue)
                     log.info(
                         "model changed: catalogue reloaded under %s", runtime.processor.catalogue.version
                     )
     finally:
         await consumer.stop()
+
+
+async def load_until_done(
+    load: Callable[[], Awaitable[Catalogue]], first_s: float = 1.0, max_s: float = 30.0
+) -> Catalogue:
+    """``load()``, tried again with backoff (``first_s`` doubling to ``max_s``) while it raises
+    :class:`CatalogueError` (MongoDB unreachable or a model file being written): a worker
+    that starts during a MongoDB hiccup waits for it instead of crashing."""
+    delay = first_s
+    while True:
+        try:
+            return await load()
+        except CatalogueError as err:
+            log.warning("catalogue not loaded (%s); trying again in %.0f s", err, delay)
+            await asyncio.sleep(delay)
+            delay = min(max_s, delay * 2)
 
 
 async def _partitions(consumer: Any, topic: str) -> set[int]:

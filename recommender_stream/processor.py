@@ -10,10 +10,13 @@ from and written to a mapping (the Faust table in production, a dict in tests).
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
 
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.errors import UnknownTrackError
@@ -27,6 +30,16 @@ from schemas.events import PlayEvent, Recommendation, TrackEvent, Trending
 STAGE: Final = "recommender_stream"
 POPULAR_KEPT: Final = 200
 POPULAR_EVERY: Final = 500
+#: New tracks kept for the next catalogue reload (4 KiB of features each: about 40 MiB).
+ARRIVALS_KEPT: Final = 10_000
+
+
+class Arrival(NamedTuple):
+    """A track from ``tracks.new`` kept until a reloaded catalogue holds it."""
+
+    features: NDArray[np.float64]
+    title: str
+    artist: str
 
 
 @dataclass(frozen=True)
@@ -60,8 +73,11 @@ class Processor:
     #: The most played tracks (what ranking sees), rebuilt every ``POPULAR_EVERY`` plays.
     popular: dict[int, int] = field(default_factory=dict)
     plays_seen: int = 0
-    #: Tracks that arrived on ``tracks.new`` since start-up, to place again after a model reload.
-    arrived: dict[int, TrackEvent] = field(default_factory=dict)
+    #: Tracks that arrived on ``tracks.new`` and are not in the loaded catalogue yet, to
+    #: place again after a reload (features, title, artist), oldest first and
+    #: at most ``arrivals_kept``: a reload drops those MongoDB already had.
+    arrived: OrderedDict[int, Arrival] = field(default_factory=OrderedDict)
+    arrivals_kept: int = ARRIVALS_KEPT
 
     def _dead(self, record: Record, error: BaseException) -> Output:
         self.metrics.dead_letter(type(error).__name__)
@@ -162,10 +178,13 @@ class Processor:
     # --- catalogue and trending feeds -----------------------------------------------------
 
     def replace_catalogue(self, catalogue: Catalogue) -> None:
-        """Swap in a freshly loaded catalogue and place again the tracks that arrived since."""
+        """Swap in a freshly loaded catalogue and place again the tracks that arrived and
+        that it does not hold yet (the others are forgotten: MongoDB has them now)."""
+        for track_id in [t for t in self.arrived if t in catalogue]:
+            del self.arrived[track_id]
         if catalogue.model is not None:
-            for event in self.arrived.values():
-                catalogue.add_vector(event.track_id, event.features, event.title, event.artist)
+            for track_id, (features, title, artist) in self.arrived.items():
+                catalogue.add_vector(track_id, features, title, artist)
         self.catalogue = catalogue
 
     def on_track(self, record: Record) -> list[Output]:
@@ -173,7 +192,12 @@ class Processor:
             event = decode(TrackEvent, record.value)
         except SchemaError as err:
             return [self._dead(record, err)]
-        self.arrived[event.track_id] = event
+        self.arrived[event.track_id] = Arrival(
+            np.asarray(event.features, dtype=np.float64), event.title, event.artist
+        )
+        self.arrived.move_to_end(event.track_id)
+        while len(self.arrived) > self.arrivals_kept:
+            self.arrived.popitem(last=False)
         if self.catalogue.model is None:
             return []  # nothing to place it with yet; the catalogue reload will pick it up
         self.catalogue.add_vector(event.track_id, event.features, event.title, event.artist)

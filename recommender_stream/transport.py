@@ -20,6 +20,8 @@ import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from recommender_stream.delivery import DeliveryGuard
+
 #: Faust's own value, kept when an app is not a :class:`WorkerApp`.
 FAUST_FETCH_WAIT_MS = 1500
 
@@ -36,6 +38,15 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        # Faust flushes the producer before committing but does not look at what the flush
+        # delivered: settle first, so no offset passes a record whose send failed
+        # (recommender_stream.delivery). Faust's own code path from here on.
+        delivery = getattr(self.app, "delivery", None)
+        if isinstance(delivery, DeliveryGuard):
+            await delivery.settle()
+        return bool(await super()._commit_offsets(offsets, start_new_transaction))
+
 
 class _Transport(faust_aiokafka.Transport):
     Consumer: ClassVar[Any] = _Consumer
@@ -46,6 +57,8 @@ class WorkerApp(faust.App):
 
     def __init__(self, *args: Any, fetch_wait_ms: int = FAUST_FETCH_WAIT_MS, **kwargs: Any) -> None:
         self.fetch_wait_ms = fetch_wait_ms
+        #: Set by ``create_app``; settled before every offset commit.
+        self.delivery: DeliveryGuard | None = None
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:
