@@ -8,12 +8,18 @@ idempotent, ``acks=all`` producer. Also where each query's checkpoint lives.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from infra.settings import Settings
 from schemas.topics import DLQ, TopicSpec
+from streaming_jobs.errors import StreamError
 from streaming_jobs.kafka_records import RAW_COLUMNS
+
+log = logging.getLogger("cadenza.streaming")
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -114,3 +120,51 @@ def write_and_count(frame: DataFrame, writer: Any, columns: tuple[str, ...]) -> 
     schema = ", ".join(f"{name} long" for name in columns)
     row = frame.mapInPandas(writer, schema).agg(*[sf.sum(c).alias(c) for c in columns]).collect()[0]
     return {name: int(row[name] or 0) for name in columns}
+
+
+def deliver(
+    producer: Any,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes]],
+    *,
+    first_s: float = 0.5,
+    max_s: float = 10.0,
+    give_up_s: float = 300.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Send ``(key, value)`` records with a kafka-python ``producer`` and wait until the broker
+    has each one, sending again (backoff ``first_s`` doubling to ``max_s``) those whose
+    delivery failed; returns how many were sent again.
+
+    Used by ``foreachBatch`` sinks on the driver: the batch (and so its offsets) completes
+    only once everything it produced is delivered. After ``give_up_s`` of waits between attempts it
+    raises :class:`StreamError`, which fails the micro-batch; Spark runs it again when
+    the query restarts, so nothing is lost (windows are absolute values: sending one
+    twice is harmless)."""
+    pending = list(records)
+    delay, resent, waited = first_s, 0, 0.0
+    while True:
+        sent = [(producer.send(topic, key=key, value=value), (key, value)) for key, value in pending]
+        failed: list[tuple[bytes | None, bytes]] = []
+        last: Exception | None = None
+        for future, record in sent:
+            try:
+                future.get(timeout=60)
+            except Exception as err:  # any KafkaError, or a timeout: not known to be delivered
+                failed.append(record)
+                last = err
+        if not failed:
+            return resent
+        if waited + delay > give_up_s:
+            raise StreamError(
+                f"{len(failed)} records for {topic} not delivered after {give_up_s:.0f} s ({last!r}); "
+                "is Kafka up? The micro-batch will run again when the query restarts"
+            )
+        log.warning(
+            "%d records for %s not delivered (%r); sending again in %.1f s", len(failed), topic, last, delay
+        )
+        sleep(delay)
+        waited += delay
+        delay = min(max_s, delay * 2)
+        resent += len(failed)
+        pending = failed

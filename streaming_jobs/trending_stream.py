@@ -26,6 +26,7 @@ from schemas.documents import TrendingDoc
 from schemas.events import TrackCount, Trending
 from schemas.topics import TRENDING
 from streaming_jobs import trending_state
+from streaming_jobs.stream_io import deliver
 from streaming_jobs.stream_names import TRENDS
 from streaming_jobs.stream_status import Counters
 from streaming_jobs.stream_writes import now_utc, process_db, replace_all
@@ -148,13 +149,14 @@ class TrendingSink:
         replace_all(process_db(self.settings), "trending", [trending_document(r) for r in rows])
         if self._kafka is None:
             self._kafka = kafka_producer(self.settings)
-        now, topic = now_utc(), self.settings.topic(TRENDING)
-        for row in rows:
-            self._kafka.send(
-                topic, key=encode_key(int(row.cluster)), value=encode(trending_message(row, now))
-            )
-        self._kafka.flush(timeout=30)
+        now = now_utc()
+        records = [(encode_key(int(row.cluster)), encode(trending_message(row, now))) for row in rows]
+        # Every window delivered (failed sends sent again) before the batch, and so its
+        # offsets, can complete.
+        resent = deliver(self._kafka, self.settings.topic(TRENDING), records)
         self.counters.add(TRENDS, "windows_written", len(rows))
+        if resent:
+            self.counters.add(TRENDS, "windows_sent_again", resent)
 
     def close(self) -> None:
         if self._kafka is not None:
