@@ -1,7 +1,8 @@
 """The gateway's one Kafka consumer: recommendations and trending windows, fanned out to websockets.
 
-Source: every partition of ``cadenza.recommendations`` (key = user) and
-``cadenza.trending`` (key = cluster), read without a consumer group, so each gateway
+Source: every partition of ``cadenza.recommendations`` (key = user),
+``cadenza.trending`` (key = cluster) and ``cadenza.dlq`` (counted for the ops page by
+:class:`gateway.dead_letters.DeadLetterLog`), read without a consumer group, so each gateway
 process sees every listener's messages and several gateways run side by side (a
 listener may connect to any of them). At start-up the last ``CADENZA_GATEWAY_REPLAY_S``
 seconds are read back only to fill the latest-list cache (so a listener who connects
@@ -25,13 +26,15 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from gateway.dead_letters import DeadLetterLog
 from gateway.hub import Hub
 from infra.kafka_clients import aio_consumer
+from infra.prometheus import family
 from infra.settings import Settings
 from schemas.codec import decode
 from schemas.errors import SchemaError
 from schemas.events import Recommendation, Trending
-from schemas.topics import RECOMMENDATIONS, TRENDING
+from schemas.topics import DLQ, RECOMMENDATIONS, TRENDING
 
 log = logging.getLogger("cadenza.gateway.feed")
 DeadLetter = Callable[[Any, str], None]  # (aiokafka record, reason)
@@ -64,9 +67,13 @@ class Feed:
         self.error: str | None = None
         #: ``time.monotonic()`` of the last fetch that answered (with records or not).
         self.progress_at = time.monotonic()
+        #: ``time.time()`` of the newest message read (any topic), for its age in ``/metrics``.
+        self.message_at: float | None = None
+        self.letters = DeadLetterLog(settings.topic_prefix)
         self.names = {
             settings.topic(RECOMMENDATIONS): "recommendations",
             settings.topic(TRENDING): "trending",
+            settings.topic(DLQ): "dlq",
         }
 
     async def run(self) -> None:
@@ -142,6 +149,10 @@ class Feed:
     def _handle(self, topic: str, record: Any, *, replay: bool) -> None:
         kind = self.names[topic]
         self.hub.metrics.feed_messages[kind] += 1
+        self.message_at = time.time()
+        if kind == "dlq":  # counted for ops; a bad record here is skipped, never dead-lettered
+            self.letters.observe(record.value, count=not replay)
+            return
         if not replay and record.timestamp:
             self.hub.metrics.feed_delay.observe(max(0.0, time.time() - record.timestamp / 1000))
         try:
@@ -168,3 +179,23 @@ class Feed:
         self.hub.metrics.errors["feed_bad_message"] += 1
         if self.dead_letter is not None:
             self.dead_letter(record, f"{type(err).__name__}: {err}")
+
+    def prometheus(self) -> list[str]:
+        """The feed's own families: dead letters seen, and the newest message's age."""
+        age = -1.0 if self.message_at is None else max(0.0, time.time() - self.message_at)
+        return [
+            *self.letters.prometheus(),
+            *family(
+                "cadenza_gateway_feed_last_message_age_seconds",
+                "gauge",
+                "Seconds since the feed read its newest message (-1: none yet). Grows while "
+                "nothing arrives; alert when it is large while plays are accepted.",
+                [(None, round(age, 3))],
+            ),
+            *family(
+                "cadenza_gateway_feed_stalled_seconds",
+                "gauge",
+                "Seconds since the feed's last fetch answered (Kafka unreachable or the feed stuck).",
+                [(None, round(max(0.0, time.monotonic() - self.progress_at), 3))],
+            ),
+        ]

@@ -21,6 +21,10 @@ M = TypeVar("M", bound=BaseModel)
 
 #: Upper bound on one message; larger payloads are refused before parsing.
 MAX_MESSAGE_BYTES = 1 << 20
+#: A dead letter keeps at most this much of the rejected value (base64 makes it 4/3 as
+#: large), so a letter always fits in a Kafka record; ``value_bytes`` says how long the
+#: original was, and topic/partition/offset where to find it whole.
+MAX_KEPT_BYTES = 64 * 1024
 
 
 def encode(message: BaseModel) -> bytes:
@@ -101,12 +105,15 @@ def dead_letter(
     """Build the ``cadenza.dlq`` record for a rejected Kafka record."""
     message = str(error) if not isinstance(error, str) else error
     error_class = type(error).__name__ if not isinstance(error, str) else "Rejected"
+    size = None if value is None else len(value)
     return DeadLetter(
         topic=topic,
         partition=partition,
         offset=offset,
-        key_b64=_b64(key),
-        value_b64=_b64(value) or "",
+        key_b64=_b64(None if key is None else key[:MAX_KEPT_BYTES]),
+        value_b64=_b64(None if value is None else value[:MAX_KEPT_BYTES]) or "",
+        value_bytes=size,
+        truncated=size is not None and size > MAX_KEPT_BYTES,
         error=message[:2000],
         error_class=error_class,
         stage=stage,
@@ -142,5 +149,6 @@ def dead_letter_for(record: KafkaRecord, error: BaseException | str, stage: str)
 
 
 def original_value(letter: DeadLetter) -> bytes:
-    """The bytes that were rejected, for replay after a fix."""
+    """The bytes that were rejected, for replay after a fix (the first ``MAX_KEPT_BYTES``
+    when ``letter.truncated``: read the rest from the original topic and offset)."""
     return base64.b64decode(letter.value_b64)

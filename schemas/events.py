@@ -197,6 +197,10 @@ class DeadLetter(Message):
     offset: int | None = None
     key_b64: str | None = None
     value_b64: str
+    #: The original value's length; ``truncated`` when ``value_b64`` holds only its start
+    #: (added fields: letters written before them read as ``None`` / ``False``).
+    value_bytes: int | None = None
+    truncated: bool = False
     error: str = Field(max_length=2000)
     error_class: str = "SchemaError"
     stage: str

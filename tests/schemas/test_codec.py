@@ -127,3 +127,17 @@ def test_track_event_round_trip_is_exact_for_float32_values() -> None:
     event = TrackEvent(track_id=9, features=[float(v) for v in vec])
     back = decode(TrackEvent, encode(event))
     assert np.array_equal(np.asarray(back.features, dtype=np.float32), vec)
+
+
+def test_a_dead_letter_of_a_huge_value_keeps_its_start_and_fits_a_kafka_record() -> None:
+    """A 2 MiB value's letter (base64 of it all: 2.7 MiB) would be refused by the broker,
+    so the letter could never be written: it keeps the first MAX_KEPT_BYTES and says so."""
+    from schemas.codec import MAX_KEPT_BYTES
+
+    value = b"[" * (2 << 20)
+    letter = dead_letter(topic="t", value=value, key=b"k" * (1 << 20), error="too big", stage="s")
+    assert letter.truncated and letter.value_bytes == len(value)
+    assert original_value(letter) == value[:MAX_KEPT_BYTES]
+    assert len(encode(letter)) < 200 * 1024
+    small = dead_letter(topic="t", value=b"abc", error="bad", stage="s")
+    assert not small.truncated and small.value_bytes == 3 and original_value(small) == b"abc"
