@@ -91,7 +91,7 @@ from _faults_report import console, plot, table, write_json  # noqa: E402
 from _faults_schedule import backlog_rate, faults  # noqa: E402
 from _lag import LagSampler  # noqa: E402
 
-SECRET = "faults-bench-secret"
+SECRET = "faults-bench-secret-of-at-least-32-chars"
 
 
 def ports(base: int) -> dict[str, int]:

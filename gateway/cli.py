@@ -2,8 +2,10 @@
 
 ``cadenza gateway`` serves the web player, the API, ``/ws``, ``/audio`` and ``/metrics``
 with uvicorn on ``CADENZA_GATEWAY_HOST:CADENZA_GATEWAY_PORT`` (``--port`` to run more
-gateways side by side). ``cadenza token create USER`` prints a signed token for a
-listener, valid for ``--ttl`` seconds (default ``CADENZA_TOKEN_TTL_S``).
+gateways side by side). It refuses to start (:func:`infra.settings.gateway_refusal`)
+without a strong ``CADENZA_TOKEN_SECRET`` unless it is a demo gateway on loopback, and
+never serves demo sign-in on another address. ``cadenza token create USER`` prints a
+signed token for a listener, valid for ``--ttl`` seconds (default ``CADENZA_TOKEN_TTL_S``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import time
 
 import typer
 
+from infra.errors import ConfigError
 from infra.logs import setup_logging
-from infra.settings import get_settings
+from infra.settings import gateway_refusal, get_settings
 
 token_app = typer.Typer(help="Listener tokens (signed with CADENZA_TOKEN_SECRET).")
 
@@ -26,21 +29,20 @@ def gateway(
 
     Reads recommendations and trending windows from Kafka and pushes them to the
     listeners connected here; publishes the plays the player reports."""
+    settings = get_settings()
+    bind = host or settings.gateway_host
+    refusal = gateway_refusal(settings.token_secret.get_secret_value(), bind, settings.demo_signin)
+    if refusal is not None:
+        raise ConfigError(f"the gateway will not start: {refusal}")
+
     import uvicorn
 
     from gateway.app import create_app
 
-    settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
-    if settings.token_secret.get_secret_value() == "change-me-in-production" and not settings.demo_signin:
-        typer.secho(
-            "warning: CADENZA_TOKEN_SECRET is the default; set a secret of your own in production",
-            err=True,
-            fg="yellow",
-        )
     uvicorn.run(
         create_app(settings),
-        host=host or settings.gateway_host,
+        host=bind,
         port=port or settings.gateway_port,
         log_level=settings.log_level.lower(),
         loop=settings.event_loop,
@@ -63,6 +65,11 @@ def token_create(
     from gateway import tokens
 
     settings = get_settings()
+    refusal = gateway_refusal(
+        settings.token_secret.get_secret_value(), settings.gateway_host, settings.demo_signin
+    )
+    if refusal is not None:
+        raise ConfigError(f"no token signed: {refusal}")
     try:
         token = tokens.issue(
             settings.token_secret.get_secret_value(), user, now=time.time(), ttl_s=ttl or settings.token_ttl_s

@@ -7,6 +7,11 @@ jobs, a Faust recommender worker, the gateway) to supervisord
 (:mod:`infra.supervise`), waits for the gateway to be ready and prints the player's
 address. Re-running resumes: every stage is idempotent. ``cadenza demo status`` shows
 each process and the consumer lag; ``cadenza demo stop`` stops them and the stack.
+
+Secure defaults: the player's sign-in page (anyone as anyone) is on only while the
+gateways listen on loopback (``CADENZA_GATEWAY_HOST``, default 127.0.0.1); tokens are
+signed with ``CADENZA_TOKEN_SECRET`` or, unset, a random secret generated once per data
+dir into ``<data dir>/token-secret`` (mode 0600; see :mod:`infra.supervise`).
 """
 
 from __future__ import annotations
@@ -96,6 +101,7 @@ def demo(ctx: typer.Context) -> None:
     from infra.cli import app  # the root app, with every plugin registered
 
     settings = get_settings()
+    supervise.check(settings)  # before minutes of work: would the gateways start?
     started = time.monotonic()
     with console.status("starting the local stack …"):
         LocalStack(settings).up(report=lambda msg: console.print(f"  {msg}", highlight=False))
@@ -109,7 +115,13 @@ def demo(ctx: typer.Context) -> None:
     with console.status("waiting for the gateway …"):
         wait_ready(settings)
     console.print(f"[green]demo up[/] in {time.monotonic() - started:.0f} s")
-    console.print(f"  player    {gateway_url(settings)}/  (sign in with any name)")
+    if supervise.demo_signin(settings):
+        console.print(f"  player    {gateway_url(settings)}/  (sign in with any name)")
+    else:
+        console.print(
+            f"  player    {gateway_url(settings)}/  (listening on {settings.gateway_host}, so no demo "
+            "sign-in: paste a token from `cadenza token create NAME`)"
+        )
     if settings.gateways > 1:
         console.print(
             f"            {settings.gateways} gateways on ports {settings.gateway_port}"

@@ -3,7 +3,10 @@
 Sync code (CLI, Spark foreachBatch, benches, gateway publishing threads) uses
 kafka-python; async services use aiokafka. Producers are idempotent with
 ``acks=all`` so a retried send is never written twice. ``ensure_topics`` creates
-the registry's topics (``schemas.topics``) with their partition counts.
+the registry's topics (``schemas.topics``) with their partition counts and the
+configs that bound their disk use (retention by time and size, segment sizes), and
+gives an existing topic any of those configs it lacks, with incremental alter-configs
+(a value an operator set on the topic is kept).
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewPartitions, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from infra.errors import UnreachableError
+from infra.errors import InfraError, UnreachableError
 from infra.settings import Settings
 from schemas.topics import PLAYS, TOPICS, TopicSpec
 
@@ -193,6 +196,10 @@ def ensure_topics(
             _wait_visible(
                 client, {t.name: t.num_partitions for t in new} | {n: p.total_count for n, p in grow.items()}
             )
+        # Only the disk bounds: durability depends on the replicas a topic really has.
+        changed += _add_missing_configs(
+            client, {name: spec.configs() for name, spec in wanted.items() if name in existing}
+        )
     except KafkaError as err:
         raise unreachable(settings, err) from None
     finally:
@@ -259,10 +266,71 @@ def _durability(settings: Settings) -> dict[str, str]:
 
 
 def _topic_configs(settings: Settings, spec: TopicSpec) -> dict[str, str]:
-    configs = _durability(settings)
-    if spec.retention_ms is not None:
-        configs["retention.ms"] = str(spec.retention_ms)
-    return configs
+    return {**_durability(settings), **spec.configs()}
+
+
+def _add_missing_configs(client: KafkaAdminClient, wanted: dict[str, dict[str, str]]) -> list[str]:
+    """Set on each existing topic the configs of ``wanted`` it has no topic-level value for
+    (topics created before the registry had them); return what changed."""
+    if not wanted:
+        return []
+    described = _describe_topic_configs(client, wanted)
+    missing: dict[str, dict[str, str]] = {}
+    for name, configs in wanted.items():
+        current = described.get(name) or {}
+        if not current:  # not described (an error the client drops): never overwrite blindly
+            continue
+        unset = {
+            key: value
+            for key, value in configs.items()
+            if current.get(key, {}).get("config_source") != "DYNAMIC_TOPIC_CONFIG"
+        }
+        if unset:
+            missing[name] = unset
+    if not missing:
+        return []
+    results = client.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, dict(configs)) for name, configs in missing.items()],
+        raise_on_unknown=False,
+        incremental=True,
+    ).get("topic", {})
+    failed = {name: result for name, result in results.items() if result != "OK"}
+    if failed:
+        raise InfraError(f"Kafka refused topic configs ({failed}); see the brokers' logs")
+    _wait_configs(client, missing)
+    return [
+        f"configured {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(configs.items()))
+        for name, configs in missing.items()
+    ]
+
+
+def _describe_topic_configs(
+    client: KafkaAdminClient, wanted: dict[str, dict[str, str]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Topic -> config name -> ``{"value", "config_source", …}`` for the names in ``wanted``."""
+    found = client.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, list(configs)) for name, configs in wanted.items()],
+        config_filter="all",
+    )
+    return dict(found.get("topic", {}))
+
+
+def _wait_configs(client: KafkaAdminClient, wanted: dict[str, dict[str, str]], timeout: float = 30.0) -> None:
+    """Block until every broker answer shows ``wanted`` as the topics' own configs (a change
+    reaches the brokers a moment after the controller accepts it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = _describe_topic_configs(client, wanted)
+        if all(
+            described.get(name, {}).get(key, {}).get("value") == value
+            for name, configs in wanted.items()
+            for key, value in configs.items()
+        ):
+            return
+        time.sleep(0.1)
+    raise UnreachableError(
+        f"configs of topics {sorted(wanted)} were set but did not apply within {timeout:.0f} s"
+    )
 
 
 def describe_topics(settings: Settings, client: KafkaAdminClient | None = None) -> list[TopicState]:

@@ -8,7 +8,10 @@ configuration table is generated from this class (``cadenza config --markdown``)
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +23,14 @@ from schemas.topics import TopicSpec
 
 #: The recommender's Faust table of listener states (its changelog is created by ``stack up``).
 RECOMMENDER_TABLE = "listeners"
+#: Shortest token secret a gateway accepts (``secrets.token_urlsafe(32)`` gives 43 characters).
+MIN_TOKEN_SECRET_CHARS = 32
+#: Token secrets that are public (earlier defaults, examples): never accepted.
+PUBLIC_TOKEN_SECRETS = frozenset({"change-me-in-production"})
+#: How to make a secret, for error messages and docs.
+NEW_SECRET_COMMAND = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+#: The demo's generated token secret, in the data dir (mode 0600).
+TOKEN_SECRET_FILE = "token-secret"
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
 
@@ -56,6 +67,19 @@ class Settings(BaseSettings):
     )
     log_format: Literal["json", "console"] = Field(
         "console", description="'json' for structured logs (one JSON object per line)."
+    )
+    log_max_mb: int = Field(
+        20,
+        ge=1,
+        description="Size at which every log the local stack and the demo write is rotated: "
+        "supervisord's programs (streaming jobs, recommenders, gateways), the Kafka brokers and "
+        "Spark daemons (log4j), Spark executors' stdout/stderr; FerretDB's log at its start.",
+    )
+    log_backups: int = Field(
+        2,
+        ge=1,
+        description="Rotated files kept per log (gateway.log.1 …), so one process's logs never "
+        "take more than log_max_mb x (log_backups + 1).",
     )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop",
@@ -159,6 +183,13 @@ class Settings(BaseSettings):
     model_k: int = Field(16, ge=2, description="Default number of K-Means clusters.")
     model_pca_variance: float = Field(0.9, gt=0, le=1, description="Share of variance the PCA step keeps.")
     model_seed: int = Field(42, description="Seed of K-Means and the evaluation split.")
+    model_keep: int = Field(
+        5,
+        ge=1,
+        description="Model versions kept besides the current one (the newest); when a model is "
+        "promoted, older versions' files and `models` documents are deleted. The current "
+        "version is never deleted.",
+    )
 
     # --- streaming --------------------------------------------------------------------
     stream_trigger_s: float = Field(1.0, gt=0, description="Structured Streaming trigger interval.")
@@ -168,6 +199,13 @@ class Settings(BaseSettings):
     trending_slide: str = Field("1 minute", description="Trending window slide.")
     checkpoint_dir: Path | None = Field(
         None, description="Streaming checkpoints; default <data_dir>/checkpoints."
+    )
+    stream_min_batches_to_retain: int = Field(
+        100,
+        ge=1,
+        description="spark.sql.streaming.minBatchesToRetain: micro-batches whose offsets, commits "
+        "and state files a streaming checkpoint keeps; older ones are deleted (Spark's default, "
+        "100, is a few minutes at a 1 s trigger).",
     )
     stream_starting_offsets: Literal["earliest", "latest"] = Field(
         "earliest",
@@ -240,16 +278,31 @@ class Settings(BaseSettings):
         "(default 2 in the cluster profile).",
     )
     token_secret: SecretStr = Field(
-        SecretStr("change-me-in-production"),
-        description="HMAC secret signing listener tokens. Set it in production.",
+        SecretStr(""),
+        description="HMAC secret signing listener tokens, the same on every gateway: at least "
+        f"{MIN_TOKEN_SECRET_CHARS} random characters (`{NEW_SECRET_COMMAND}`). A gateway refuses to "
+        "start without one unless demo sign-in is on and it listens on loopback. Unset, processes "
+        f"use <data_dir>/{TOKEN_SECRET_FILE} if it exists (`cadenza demo` creates it, mode 0600).",
     )
     token_ttl_s: int = Field(7 * 24 * 3600, description="Default token lifetime.")
-    demo_signin: bool = Field(False, description="Serve the demo sign-in page (demo only).")
+    demo_signin: bool = Field(
+        False,
+        description="Serve the demo sign-in page, where anyone signs in as any listener: only on a "
+        "loopback gateway_host (the gateway refuses to start otherwise). `cadenza demo` turns it "
+        "on when its gateways listen on loopback.",
+    )
     ws_queue_size: int = Field(
         64, ge=1, description="Messages queued per websocket before it is dropped as slow."
     )
     gateway_heartbeat_s: float = Field(
         20.0, gt=0, description="Seconds between websocket pings; a socket silent for 3 of them is closed."
+    )
+    consumer_stall_s: float = Field(
+        120.0,
+        ge=5,
+        description="A gateway whose Kafka feed has had no answered fetch for this long (no broker "
+        "reachable, or the feed task died) answers 503 on /healthz and exits, so its supervisor "
+        "restarts it. One broker lost from a cluster is not a stall.",
     )
     gateway_replay_s: float = Field(
         900.0,
@@ -262,6 +315,35 @@ class Settings(BaseSettings):
     )
     fma_dir: Path | None = Field(
         None, description="FMA root holding fma_metadata/ and audio (the gateway serves audio from it)."
+    )
+
+    # --- gateway limits against hostile or broken clients (issue 21) ----------------------
+    ws_send_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Longest one websocket send may take; a browser that stops reading is then "
+        "dropped (close 4408) and taken out of the hub.",
+    )
+    ws_max_per_listener: int = Field(
+        5,
+        ge=1,
+        description="Websockets one listener may have open on one gateway; more are refused (close 4429).",
+    )
+    ws_max_connections: int = Field(
+        10_000,
+        ge=1,
+        description="Websockets one gateway process serves; more are refused (close 1013, try again later).",
+    )
+    plays_rate_per_s: float = Field(
+        5.0, gt=0, description="Plays per second a listener may report, sustained; more get HTTP 429."
+    )
+    plays_burst: int = Field(
+        20, ge=1, description="Plays a listener may report at once before plays_rate_per_s applies."
+    )
+    gateway_query_token: bool = Field(
+        True,
+        description="Also accept a token in ?token= (older clients; the player sends it in a header, "
+        "cookie or websocket subprotocol). Turn off once no client needs it.",
     )
 
     @field_validator("stream_watermark", "session_gap", "trending_window", "trending_slide")
@@ -337,6 +419,15 @@ class Settings(BaseSettings):
         return self.data_dir / "run"
 
     @property
+    def token_secret_path(self) -> Path:
+        """The demo's generated token secret (``cadenza demo`` writes it, mode 0600)."""
+        return self.data_dir / TOKEN_SECRET_FILE
+
+    @property
+    def log_max_bytes(self) -> int:
+        return self.log_max_mb * 1024 * 1024
+
+    @property
     def recommender_group(self) -> str:
         """The recommender workers' Faust app id: their consumer group and table prefix."""
         return f"{self.topic_prefix}recommender"
@@ -372,13 +463,123 @@ def child_env(settings: Settings, **extra: object) -> dict[str, str]:
     return env
 
 
+# --- secure defaults ------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` is a loopback address or ``localhost`` (only this machine can connect);
+    False for the wildcard addresses (``0.0.0.0``, ``::``, ``""``) and any other name."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def token_secret_problem(secret: str) -> str | None:
+    """What is wrong with ``secret`` as a token signing key (empty, public, short), or None."""
+    if not secret:
+        return "is not set"
+    if secret in PUBLIC_TOKEN_SECRETS:
+        return "is a published example value"
+    if len(secret) < MIN_TOKEN_SECRET_CHARS:
+        return f"has {len(secret)} characters, fewer than {MIN_TOKEN_SECRET_CHARS}"
+    return None
+
+
+def gateway_refusal(secret: str, host: str, demo_signin: bool) -> str | None:
+    """Why a gateway with this token secret, bind address and demo sign-in must not start
+    (a one-line message saying what to set), or None when it may.
+
+    Demo sign-in lets anyone sign in as any listener, so it is served on loopback only.
+    A gateway needs a strong secret (:func:`token_secret_problem`) unless it is a demo
+    gateway on loopback, where only this machine can reach it.
+    """
+    if demo_signin and not is_loopback(host):
+        return (
+            f"demo sign-in (CADENZA_DEMO_SIGNIN=true) lets anyone sign in as any listener, so it is "
+            f"served on loopback only, and this gateway would listen on {host!r}: set "
+            "CADENZA_DEMO_SIGNIN=false (listeners then need tokens from `cadenza token create`), "
+            "or CADENZA_GATEWAY_HOST=127.0.0.1"
+        )
+    problem = token_secret_problem(secret)
+    if problem is not None and not demo_signin:
+        return (
+            f"CADENZA_TOKEN_SECRET {problem}, so anyone could forge listener tokens: set it to at "
+            f"least {MIN_TOKEN_SECRET_CHARS} random characters, the same on every gateway, e.g. "
+            f"the output of {NEW_SECRET_COMMAND}"
+        )
+    return None
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` readable and writable by its owner only (mode 0600), atomically:
+    a temporary file created 0600 (never readable by others, whatever the umask or the old
+    file's mode), then renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a leftover temporary file
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    return path
+
+
+def read_token_secret(path: Path) -> str | None:
+    """The secret in ``path`` (``cadenza demo``'s generated one), None if there is no such file;
+    a :class:`ConfigError` if other users may read it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if mode & 0o077:
+        raise ConfigError(f"{path} holds the token secret but other users may read it: run chmod 600 {path}")
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"cannot read the token secret in {path} ({err}); delete it to make a new one"
+        ) from None
+
+
+def ensure_token_secret(path: Path) -> str:
+    """The secret in ``path``, created first (random, mode 0600) if there is none."""
+    found = read_token_secret(path)
+    if found is not None:
+        return found
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # O_EXCL: of two demos starting at once, one writes and both read its secret
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_token_secret(path) or ""
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # whatever the umask
+        fh.write(secrets.token_urlsafe(32) + "\n")
+    return read_token_secret(path) or ""
+
+
 def get_settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit overrides (tests, CLI flags).
 
+    Without a token secret (``CADENZA_TOKEN_SECRET`` unset or empty), the data dir's
+    ``token-secret`` file is used if there is one, so ``cadenza token create`` and
+    ``cadenza simulate`` sign tokens the demo's gateways accept.
     An invalid value raises a one-line :class:`ConfigError` naming the variable.
     """
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        if not settings.token_secret.get_secret_value():
+            secret = read_token_secret(settings.token_secret_path)
+            if secret is not None:
+                settings = Settings(**{**overrides, "token_secret": secret})  # type: ignore[arg-type]
+        return settings
     except ValidationError as err:
         problems = []
         for e in err.errors()[:3]:

@@ -16,7 +16,7 @@ from infra.settings import Settings
 
 def _show(value: object) -> str:
     if isinstance(value, SecretStr):
-        return "********"
+        return "********" if value.get_secret_value() else "(none)"
     return "(derived)" if value is None else str(value)
 
 

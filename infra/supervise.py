@@ -6,12 +6,18 @@ to the Spark standalone master through the spark-submit recipe (``infra/deploy``
 ``faust_workers`` recommender workers and ``gateways`` gateways run side by side
 (``recommender-1`` on ``faust_port``, ``recommender-2`` on ``faust_port + 1`` …).
 
-Source: settings (the stack's addresses, the data dir). Destinations:
-``<data dir>/run/supervisord.conf`` (generated), one log per process under
-``<data dir>/logs/<program>.log``, and supervisord itself (daemon, pid in
-``<data dir>/run/supervisord.pid``, control socket ``<data dir>/run/supervisor.sock``),
-which restarts a program that dies. ``cadenza demo status`` and ``cadenza demo stop``
-talk to it through ``supervisorctl``.
+Source: settings (the stack's addresses, the data dir, the token secret). Destinations:
+``<data dir>/run/supervisord.conf`` (generated, mode 0600: it holds the programs'
+environment, secrets included), one log per process under ``<data dir>/logs/<program>.log``
+(rotated at ``log_max_mb``, ``log_backups`` kept; created owner-only, umask 077), and
+supervisord itself (daemon, pid in ``<data dir>/run/supervisord.pid``, control socket
+``<data dir>/run/supervisor.sock``), which restarts a program that dies. ``cadenza demo
+status`` and ``cadenza demo stop`` talk to it through ``supervisorctl``.
+
+The gateways offer demo sign-in only when they listen on loopback. Without a configured
+``CADENZA_TOKEN_SECRET`` the programs sign with ``<data dir>/token-secret``, a random
+secret created here once per data dir (mode 0600), which they read themselves
+(:func:`infra.settings.get_settings`): it is never written into the configuration.
 """
 
 from __future__ import annotations
@@ -26,8 +32,15 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from infra.errors import InfraError
-from infra.settings import Settings, child_env
+from infra.errors import ConfigError, InfraError
+from infra.settings import (
+    Settings,
+    child_env,
+    ensure_token_secret,
+    gateway_refusal,
+    is_loopback,
+    write_private,
+)
 from infra.stack.process import niced
 
 
@@ -74,6 +87,11 @@ def conf_path(settings: Settings) -> Path:
     return settings.run_path / "supervisord.conf"
 
 
+def demo_signin(settings: Settings) -> bool:
+    """The demo's gateways serve sign-in (anyone as anyone) only when they listen on loopback."""
+    return is_loopback(settings.gateway_host)
+
+
 def render(settings: Settings, python: str = sys.executable) -> str:
     """supervisord.conf for :func:`programs` (pure)."""
     run, logs = settings.run_path.resolve(), settings.logs_path.resolve()
@@ -85,8 +103,9 @@ def render(settings: Settings, python: str = sys.executable) -> str:
         "[supervisord]",
         f"pidfile={run / 'supervisord.pid'}",
         f"logfile={logs / 'supervisord.log'}",
-        "logfile_maxbytes=10MB",
-        "logfile_backups=2",
+        f"logfile_maxbytes={settings.log_max_mb}MB",
+        f"logfile_backups={settings.log_backups}",
+        "umask=077",  # logs (gateway logs can hold request URLs) and files only for the owner
         f"directory={Path.cwd().resolve()}",
         "",
         "[rpcinterface:supervisor]",
@@ -97,7 +116,8 @@ def render(settings: Settings, python: str = sys.executable) -> str:
         "",
     ]
     for priority, program in enumerate(programs(settings), start=1):
-        env = child_env(settings, **{**configured(settings), "demo_signin": True, **dict(program.settings)})
+        given = {**configured(settings), "demo_signin": demo_signin(settings), **dict(program.settings)}
+        env = child_env(settings, **given)
         environment = ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(env.items()) if _plain(k))
         parts += [
             f"[program:{program.name}]",
@@ -113,8 +133,8 @@ def render(settings: Settings, python: str = sys.executable) -> str:
             "killasgroup=true",
             "redirect_stderr=true",
             f"stdout_logfile={logs / (program.name + '.log')}",
-            "stdout_logfile_maxbytes=20MB",
-            "stdout_logfile_backups=2",
+            f"stdout_logfile_maxbytes={settings.log_max_mb}MB",
+            f"stdout_logfile_backups={settings.log_backups}",
             "",
         ]
     return "\n".join(parts)
@@ -126,9 +146,11 @@ def configured(settings: Settings) -> dict[str, object]:
     out: dict[str, object] = {}
     for name in sorted(settings.model_fields_set):
         value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value() or None  # empty: none (the programs read the file)
         if value is None:
             continue
-        out[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        out[name] = value
     return out
 
 
@@ -164,11 +186,32 @@ def running(settings: Settings) -> bool:
     return conf_path(settings).is_file() and ctl(settings, "pid").returncode == 0
 
 
-def start(settings: Settings) -> None:
-    """Write the config and start supervisord (or have a running one re-read it)."""
-    settings.run_path.mkdir(parents=True, exist_ok=True)
+def token_secret(settings: Settings) -> str:
+    """The secret the demo's gateways sign with: ``CADENZA_TOKEN_SECRET`` if set, else the
+    data dir's ``token-secret`` file, created (random, mode 0600) on first use."""
+    return settings.token_secret.get_secret_value() or ensure_token_secret(settings.token_secret_path)
+
+
+def write_conf(settings: Settings, python: str = sys.executable) -> Path:
+    """Write :func:`render`'s configuration to :func:`conf_path`, readable by the owner only
+    (it holds every program's environment: the token secret when one is configured)."""
+    settings.run_path.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings.logs_path.mkdir(parents=True, exist_ok=True)
-    conf_path(settings).write_text(render(settings), encoding="utf-8")
+    return write_private(conf_path(settings), render(settings, python))
+
+
+def check(settings: Settings) -> None:
+    """A :class:`ConfigError` saying what to set if the demo's gateways would refuse to start."""
+    refusal = gateway_refusal(token_secret(settings), settings.gateway_host, demo_signin(settings))
+    if refusal is not None:
+        raise ConfigError(f"the demo's gateways would not start: {refusal}")
+
+
+def start(settings: Settings) -> None:
+    """Check that the gateways may start, write the config (mode 0600) and start supervisord
+    (or have a running one re-read it)."""
+    check(settings)
+    write_conf(settings)
     if running(settings):
         ctl(settings, "update")
         ctl(settings, "start", "all")

@@ -17,11 +17,17 @@ export), its evaluation, and the ``tracks`` collection (when promoting). Destina
   ``UpdateOne`` by ``_id`` in batches; tracks without usable features get ``cluster:
   null``). Promotion writes the tracks first, then flips ``current`` (others false,
   then this one true), then the pointer file, so "current" always means "tracks done".
+
+Bounded: after a promotion, :func:`prune` deletes the files and ``models`` document of
+every version but the current one and the ``model_keep`` newest others (rollback
+targets). The current version (its ``models`` flag or the pointer file) is never
+deleted, nor a version whose files live outside ``settings.models_path``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +42,7 @@ from pymongo.errors import PyMongoError
 
 from infra.mongo import Doc
 from infra.settings import Settings
-from schemas.cluster_model import CURRENT_FILE, EXPORT_FILE, ClusterModel, ClusterModelError
+from schemas.cluster_model import CURRENT_FILE, EXPORT_FILE, ClusterModel, ClusterModelError, current_version
 from schemas.documents import ModelDoc, new_id
 from streaming_jobs.dataset import load_tracks
 from streaming_jobs.errors import ModelNotFoundError, RegistryError
@@ -221,12 +227,65 @@ def assign_stale(db: Database[Doc], model: ClusterModel, *, batch_size: int = 10
     return write_clusters(db, ids, labels, model.version, batch_size=batch_size)
 
 
+# --- pruning ----------------------------------------------------------------------------
+
+
+def prunable(docs: list[ModelDoc], current: set[str], keep: int) -> list[ModelDoc]:
+    """The versions to delete (pure): all but those in ``current`` and the ``keep`` newest
+    others (by creation time, then version id, which sorts by time too)."""
+    others = sorted(
+        (d for d in docs if d.id not in current and not d.current),
+        key=lambda d: (d.created, d.id),
+        reverse=True,
+    )
+    return others[keep:]
+
+
+def _own_directory(settings: Settings, doc: ModelDoc) -> Path | None:
+    """The version's folder if it is ``<models_path>/<version>`` (both its paths inside), else None."""
+    root = settings.models_path.resolve()
+    directory = (root / doc.id).resolve()
+    if directory.parent != root:
+        return None
+    for path in (doc.path, doc.export_path):
+        if directory not in Path(path).resolve().parents:
+            return None
+    return directory
+
+
+def prune(db: Database[Doc], settings: Settings, *, keep: int | None = None) -> list[str]:
+    """Delete the files and ``models`` documents of old versions, keeping the current one
+    (flag and pointer file) and the ``keep`` (default ``settings.model_keep``) newest
+    others; return the versions deleted. A version whose files are not under
+    ``settings.models_path`` (another deployment's) is left alone; a folder that cannot be
+    deleted keeps its document, so the next prune tries again."""
+    keep = settings.model_keep if keep is None else keep
+    current = {v for v in (current_version(settings.models_path),) if v}
+    own = {doc.id: (doc, path) for doc in list_models(db) if (path := _own_directory(settings, doc))}
+    deleted = []
+    for doc in prunable([d for d, _ in own.values()], current, keep):
+        directory = own[doc.id][1]
+        try:
+            shutil.rmtree(directory)
+        except FileNotFoundError:
+            pass
+        except OSError:  # left for the next prune, with its document
+            continue
+        try:
+            db[MODELS].delete_one({"_id": doc.id, "current": {"$ne": True}})
+        except PyMongoError as err:
+            raise RegistryError(f"deleting old model {doc.id} from {db.name}.models failed ({err})") from None
+        deleted.append(doc.id)
+    return deleted
+
+
 @dataclass(frozen=True)
 class Promotion:
     version: str
     previous: str | None
     tracks_written: int
     tracks_caught_up: int
+    pruned: tuple[str, ...] = ()  # old versions deleted (settings.model_keep)
 
 
 def promote(
@@ -237,7 +296,8 @@ def promote(
     batch_size: int = 1000,
     progress: Progress | None = None,
 ) -> Promotion:
-    """Make ``version`` the current model: tracks, then ``models`` flags, then the pointer."""
+    """Make ``version`` the current model: tracks, then ``models`` flags, then the pointer;
+    then :func:`prune` old versions."""
     progress = progress or NullProgress()
     doc = get_model(db, version)
     model = load_export(doc)
@@ -255,9 +315,11 @@ def promote(
             f"promoting {doc.id} failed ({err}); re-run `cadenza model promote {doc.id}`"
         ) from None
     write_pointer(settings.models_path, doc.id)
+    pruned = prune(db, settings)
     return Promotion(
         version=doc.id,
         previous=previous.id if previous is not None and previous.id != doc.id else None,
         tracks_written=written,
         tracks_caught_up=caught_up,
+        pruned=tuple(pruned),
     )

@@ -228,6 +228,8 @@ def run_training(
 
     promotion = None
     should_promote = options.promote if options.promote is not None else registry.current_model(db) is None
+    if not should_promote:  # promotion prunes; a version trained and kept aside must too
+        registry.prune(db, settings)
     if should_promote:
         started = time.perf_counter()
         promotion = registry.promote(db, settings, version, batch_size=options.batch_size, progress=progress)

@@ -21,11 +21,11 @@ import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 from infra import spark_daemon
 from infra.errors import ConfigError
 from infra.settings import Settings
+from infra.spark import driver_conf, driver_env
 
 #: Cadenza's packages the Spark code needs (driver and executors); the gateway and the
 #: recommender never run on Spark.
@@ -39,7 +39,6 @@ from infra.cli import main
 
 main()
 '''
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -116,10 +115,9 @@ def submit_argv(
         # Python workers that don't re-read Spark's jars before every task (infra/spark_daemon.py).
         "spark.python.daemon.module": spark_daemon.EXECUTOR_MODULE,
     }
-    host = urlparse(master).hostname if master.startswith("spark://") else None
-    if host in LOOPBACK:  # a cluster on this machine: the driver listens on loopback too
-        conf["spark.driver.host"] = "127.0.0.1"
-        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    # A cluster on this machine: the driver listens on loopback too (its web UI through
+    # SPARK_LOCAL_IP in main()'s environment, infra.spark.driver_env).
+    conf.update(driver_conf(settings))
     if spark_home is None:
         from infra.stack.spark_standalone import spark_home as installed_spark_home
 
@@ -171,14 +169,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     try:
-        command = prepare(get_settings(), args)
+        settings = get_settings()
+        command = prepare(settings, args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     if dry_run:
         print(shlex.join(command))
         return
-    env = {**os.environ, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env = {**os.environ, "PYSPARK_DRIVER_PYTHON": sys.executable, **driver_env(settings)}
     os.execve(command[0], command, env)
 
 

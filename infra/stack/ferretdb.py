@@ -2,8 +2,10 @@
 
 The binary is built once from the Go module proxy into
 ``<cache_dir>/ferretdb-<version>/ferretdb`` (``go mod download`` + ``go build``);
-its SQLite files, state and log live under ``<data_dir>/ferretdb`` and survive
-restarts. Cadenza talks to it only through pymongo, like to any MongoDB.
+its SQLite files and state live under ``<data_dir>/ferretdb`` and survive restarts.
+Cadenza talks to it only through pymongo, like to any MongoDB. Its log (warnings and
+errors only) is its redirected output, ``<data_dir>/logs/ferretdb.log``: FerretDB cannot
+rotate it, so it is rotated at every start once past ``log_max_mb`` (``log_backups`` kept).
 """
 
 from __future__ import annotations
@@ -79,7 +81,12 @@ class FerretDB:
         version = settings.ferretdb_version
         self.binary = settings.cache_dir.expanduser() / f"ferretdb-{version}-{PATCH_LEVEL}" / "ferretdb"
         self.proc = ManagedProcess(
-            "ferretdb", settings.run_path.resolve(), settings.logs_path.resolve(), marker=str(self.home)
+            "ferretdb",
+            settings.run_path.resolve(),
+            settings.logs_path.resolve(),
+            marker=str(self.home),
+            log_max_bytes=settings.log_max_bytes,
+            log_backups=settings.log_backups,
         )
 
     @property

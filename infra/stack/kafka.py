@@ -3,8 +3,11 @@
 One broker in the local profile; three (``kafka_brokers``) forming one KRaft quorum in
 the cluster profile. Jars come from Maven (``infra/poms/kafka-broker.xml``) into
 ``<cache_dir>/kafka-<version>/libs`` once; each broker's data and config go under
-``<data_dir>/kafka`` (``kafka-2``, ``kafka-3`` …), its log to ``<data_dir>/logs/<name>.log``.
-Brokers run on the system Java 17+ and listen on 127.0.0.1 only.
+``<data_dir>/kafka`` (``kafka-2``, ``kafka-3`` …), its log to ``<data_dir>/logs/<name>.log``,
+written and rotated by the broker's log4j (``log_max_mb``, ``log_backups`` kept; JVM output
+outside log4j to ``<name>.out``). Brokers run on the system Java 17+ and listen on
+127.0.0.1 only. Topic data is bounded by each topic's retention (``schemas.topics``),
+and by the broker defaults below for topics outside the registry.
 """
 
 from __future__ import annotations
@@ -18,11 +21,23 @@ from infra.stack.tools import java_bin, require, run_checked
 
 POM = Path(__file__).resolve().parent.parent / "poms" / "kafka-broker.xml"
 
-LOG4J = """\
-log4j.rootLogger=INFO, stdout
-log4j.appender.stdout=org.apache.log4j.ConsoleAppender
-log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
-log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+#: Broker-wide retention, for topics created without their own (Faust's internal topics);
+#: the registry's topics carry theirs (``schemas.topics``).
+DEFAULT_RETENTION_HOURS = 168
+DEFAULT_RETENTION_BYTES = 1024**3  # per partition
+
+
+def log4j_properties(log_file: Path, max_mb: int, backups: int) -> str:
+    """The broker's log4j (1.x, reload4j) configuration: everything to ``log_file``, rolled
+    over at ``max_mb`` MB with ``backups`` old files kept (``<log>.1`` …)."""
+    return f"""\
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.File={log_file}
+log4j.appender.file.MaxFileSize={max_mb}MB
+log4j.appender.file.MaxBackupIndex={backups}
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.kafka=INFO
 log4j.logger.org.apache.kafka=INFO
 log4j.logger.kafka.request.logger=WARN
@@ -67,7 +82,8 @@ def server_properties(settings: Settings, log_dir: Path, index: int = 0) -> str:
         "auto.create.topics.enable": "false",
         "unclean.leader.election.enable": "false",
         "message.max.bytes": str(2 * 1024 * 1024),
-        "log.retention.hours": "168",
+        "log.retention.hours": str(DEFAULT_RETENTION_HOURS),
+        "log.retention.bytes": str(DEFAULT_RETENTION_BYTES),
         "log.segment.bytes": str(256 * 1024 * 1024),
     }
     if replicas > 1:
@@ -100,7 +116,13 @@ class KafkaBroker:
         self.libs = settings.cache_dir.expanduser() / f"kafka-{settings.kafka_version}" / "libs"
         self._log_offset = 0
         self.proc = ManagedProcess(
-            self.name, settings.run_path.resolve(), settings.logs_path.resolve(), marker=str(self.home) + "/"
+            self.name,
+            settings.run_path.resolve(),
+            settings.logs_path.resolve(),
+            marker=str(self.home) + "/",
+            self_logging=True,
+            log_max_bytes=settings.log_max_bytes,
+            log_backups=settings.log_backups,
         )
 
     @property
@@ -152,7 +174,9 @@ class KafkaBroker:
         props = self.home / "server.properties"
         props.write_text(server_properties(self.settings, data, self.index))
         log4j = self.home / "log4j.properties"
-        log4j.write_text(LOG4J)
+        log4j.write_text(
+            log4j_properties(self.proc.log_file, self.settings.log_max_mb, self.settings.log_backups)
+        )
         classpath = f"{self.libs}/*"
         if not (data / "meta.properties").exists():
             self._format(java, classpath, props, data)
@@ -192,7 +216,8 @@ class KafkaBroker:
             return False
         try:
             with open(self.proc.log_file, "rb") as fh:
-                fh.seek(self._log_offset)
+                size = fh.seek(0, 2)
+                fh.seek(self._log_offset if size >= self._log_offset else 0)  # rolled over since
                 log = fh.read().decode(errors="replace")
         except FileNotFoundError:
             return False

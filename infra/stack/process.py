@@ -1,9 +1,13 @@
 """Detached service processes tracked by pid files under ``<data_dir>/run``.
 
-Used by the stack components (Kafka, FerretDB) and the demo supervisor: start a
-command in its own session with output to a log file, find it again after the CLI
-exits, stop it (TERM, then KILL) and check that a pid file still names the process
-it was written for (pid reuse is detected by comparing the command line).
+Used by the stack components (Kafka, FerretDB, Spark daemons): start a command in its
+own session with output to a log file, find it again after the CLI exits, stop it (TERM,
+then KILL) and check that a pid file still names the process it was written for (pid
+reuse is detected by comparing the command line).
+
+Logs stay bounded: a process whose own logging rotates its log (Kafka's and Spark's
+log4j) writes ``<name>.log`` itself and its raw output goes to ``<name>.out``; either
+file is rotated at start (:func:`rotate`) when it has grown past ``log_max_bytes``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class ManagedProcess:
     run_dir: Path
     log_dir: Path
     marker: str  # a string that must appear in the process command line
+    self_logging: bool = False  # the process writes (and rotates) log_file; its output goes to out_file
+    log_max_bytes: int = 20 * 1024 * 1024  # rotate at start beyond this size …
+    log_backups: int = 2  # … keeping this many old files
 
     @property
     def pid_file(self) -> Path:
@@ -46,6 +53,11 @@ class ManagedProcess:
     @property
     def log_file(self) -> Path:
         return self.log_dir / f"{self.name}.log"
+
+    @property
+    def out_file(self) -> Path:
+        """Where the process's stdout and stderr go: its log, or ``<name>.out`` if it logs itself."""
+        return self.log_dir / f"{self.name}.out" if self.self_logging else self.log_file
 
     def pid(self) -> int | None:
         """The live pid of this process, or None (stale pid files are removed)."""
@@ -68,7 +80,9 @@ class ManagedProcess:
     def start(self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
+        for path in {self.log_file, self.out_file}:
+            rotate(path, self.log_max_bytes, self.log_backups)
+        log = open(self.out_file, "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
                 list(argv),
@@ -111,10 +125,38 @@ class ManagedProcess:
             self.pid_file.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
+        """The last lines of the log (and of the raw output, where a JVM that dies at start
+        says why, for a process that logs itself)."""
+        tails = []
+        for path in dict.fromkeys([self.out_file, self.log_file]):
+            try:
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+            except FileNotFoundError:
+                continue
+            if tail:
+                head = [] if path == self.log_file else [f"({path.name}:)"]
+                tails.append("\n".join(head + tail))
+        return "\n".join(tails)
+
+
+def rotate(path: Path, max_bytes: int, backups: int) -> bool:
+    """If ``path`` is larger than ``max_bytes``: ``path.N-1`` -> ``path.N`` … ``path`` -> ``path.1``,
+    dropping ``path.<backups>``; True if it rotated. (What supervisord and log4j do while a
+    process runs, for logs written by processes that cannot rotate their own.)"""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for i in range(backups - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{i}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{i + 1}"))
+    if backups >= 1:
+        path.replace(path.with_name(f"{path.name}.1"))
+    else:
+        path.unlink()
+    return True
 
 
 def _cmdline(pid: int) -> str | None:

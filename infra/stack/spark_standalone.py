@@ -8,6 +8,13 @@ SPARK_HOME = the pyspark package), on the system Java 17+. The master listens on
 with their stdout/stderr and unpacked archives, scratch space) lives under
 ``<data_dir>/spark-cluster``; their logs are ``<data_dir>/logs/spark-*.log``.
 
+Everything listens on loopback: ``--host 127.0.0.1`` for the RPC endpoints, and the web
+UIs, which Spark binds to ``SPARK_LOCAL_IP`` (all interfaces without it), get
+``SPARK_LOCAL_IP=127.0.0.1`` (:func:`daemon_env`). Logs are bounded: each daemon's log4j2
+rolls its log at ``log_max_mb`` (``log_backups`` kept; :func:`daemon_log4j2`), workers
+roll their executors' stdout/stderr the same way and delete finished applications' files
+(:func:`worker_properties`).
+
 Readiness comes from the master's JSON status page (``http://127.0.0.1:<ui>/json/``):
 the master answers when it serves it, a worker when it is listed there ALIVE.
 Applications reach the cluster through spark-submit (``infra/deploy/submit.py``).
@@ -47,6 +54,45 @@ WORKER_PROPERTIES = {
     "spark.worker.cleanup.interval": "600",
     "spark.worker.cleanup.appDataTtl": "3600",
 }
+
+
+def worker_properties(settings: Settings) -> dict[str, str]:
+    """:data:`WORKER_PROPERTIES` plus size-based rolling of the executors' stdout/stderr files
+    (a streaming query's executors run for as long as the demo)."""
+    return {
+        **WORKER_PROPERTIES,
+        "spark.executor.logs.rolling.strategy": "size",
+        "spark.executor.logs.rolling.maxSize": str(settings.log_max_bytes),
+        "spark.executor.logs.rolling.maxRetainedFiles": str(settings.log_backups),
+    }
+
+
+def daemon_log4j2(log_file: Path, max_mb: int, backups: int) -> str:
+    """log4j2 configuration of a master or worker: everything to ``log_file``, rolled over at
+    ``max_mb`` MB, ``backups`` old files kept (``<log>.1`` the newest)."""
+    return f"""\
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = {log_file}
+appender.file.filePattern = {log_file}.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = {max_mb}MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = {backups}
+appender.file.strategy.fileIndex = min
+logger.jetty.name = org.sparkproject.jetty
+logger.jetty.level = warn
+"""
+
+
+def daemon_java_opts(log4j2_file: Path) -> str:
+    """``SPARK_DAEMON_JAVA_OPTS`` (read for the master and worker only, not their executors)."""
+    return f"-Dlog4j2.configurationFile=file:{log4j2_file}"
 
 
 def spark_home() -> Path:
@@ -96,6 +142,8 @@ def worker_argv(settings: Settings, index: int, home: Path, work_dir: Path, conf
 
 def daemon_env(home: Path, log_dir: Path, **extra: str) -> dict[str, str]:
     """Environment of a master or worker (workers pass it on to their executors).
+
+    ``SPARK_LOCAL_IP`` is where Spark binds the web UIs (every interface without it): loopback.
 
     PYTHONPATH is emptied so executors import Cadenza only from the shipped zip, never
     from a checkout that happened to be on the caller's path.
@@ -222,10 +270,9 @@ class SparkMaster:
         self.settings = settings
         self.home = cluster_home(settings)
         self.conf_file = self.home / "master.conf"
+        self.log4j2_file = self.home / "master-log4j2.properties"
         # The properties file's path is in the command line and unique to this data dir.
-        self.proc = ManagedProcess(
-            self.name, settings.run_path.resolve(), settings.logs_path.resolve(), marker=str(self.conf_file)
-        )
+        self.proc = _daemon_process(settings, self.name, self.conf_file)
 
     @property
     def address(self) -> str:
@@ -251,10 +298,15 @@ class SparkMaster:
         ensure_port_free(HOST, self.settings.spark_ui_port, "CADENZA_SPARK_UI_PORT")
         self.home.mkdir(parents=True, exist_ok=True)
         self.conf_file.write_text(properties_text(MASTER_PROPERTIES))
+        _write_log4j2(self.settings, self.log4j2_file, self.proc)
         home = spark_home()
         self.proc.start(
             master_argv(self.settings, home, self.conf_file),
-            env=daemon_env(home, self.settings.logs_path.resolve()),
+            env=daemon_env(
+                home,
+                self.settings.logs_path.resolve(),
+                SPARK_DAEMON_JAVA_OPTS=daemon_java_opts(self.log4j2_file),
+            ),
             cwd=self.home,
         )
         wait_until(self.answers, timeout, "Spark master", self.proc)
@@ -281,9 +333,8 @@ class SparkWorker:
         self.work_dir = self.home / f"worker-{index}"
         self.local_dir = self.home / f"worker-{index}-local"
         self.conf_file = self.home / f"worker-{index}.conf"
-        self.proc = ManagedProcess(
-            self.name, settings.run_path.resolve(), settings.logs_path.resolve(), marker=str(self.conf_file)
-        )
+        self.log4j2_file = self.home / f"worker-{index}-log4j2.properties"
+        self.proc = _daemon_process(settings, self.name, self.conf_file)
 
     @property
     def ui_port(self) -> int:
@@ -304,7 +355,8 @@ class SparkWorker:
         ensure_port_free(HOST, self.ui_port, "CADENZA_SPARK_UI_PORT")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.local_dir.mkdir(parents=True, exist_ok=True)
-        self.conf_file.write_text(properties_text(WORKER_PROPERTIES))
+        self.conf_file.write_text(properties_text(worker_properties(self.settings)))
+        _write_log4j2(self.settings, self.log4j2_file, self.proc)
         home = spark_home()
         self.proc.start(
             # Executors (and their Python workers) are the worker's children: they inherit this.
@@ -317,6 +369,7 @@ class SparkWorker:
                 self.settings.logs_path.resolve(),
                 SPARK_WORKER_DIR=str(self.work_dir),
                 SPARK_LOCAL_DIRS=str(self.local_dir),
+                SPARK_DAEMON_JAVA_OPTS=daemon_java_opts(self.log4j2_file),
             ),
             cwd=self.work_dir,
         )
@@ -327,6 +380,23 @@ class SparkWorker:
 
     def kill(self) -> None:
         self.proc.kill()
+
+
+def _daemon_process(settings: Settings, name: str, conf_file: Path) -> ManagedProcess:
+    """A daemon that writes (and rolls) ``<name>.log`` itself; its raw output goes to ``<name>.out``."""
+    return ManagedProcess(
+        name,
+        settings.run_path.resolve(),
+        settings.logs_path.resolve(),
+        marker=str(conf_file),
+        self_logging=True,
+        log_max_bytes=settings.log_max_bytes,
+        log_backups=settings.log_backups,
+    )
+
+
+def _write_log4j2(settings: Settings, path: Path, proc: ManagedProcess) -> None:
+    path.write_text(daemon_log4j2(proc.log_file, settings.log_max_mb, settings.log_backups))
 
 
 def spark_components(settings: Settings) -> list[SparkMaster | SparkWorker]:

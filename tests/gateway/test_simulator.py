@@ -139,7 +139,7 @@ def test_via_gateway_with_sockets_every_play_lands_once_and_recommendations_are_
     topics: Settings, db: Db, tmp_path: Path
 ) -> None:
     db.tracks.insert_many(catalogue_docs())
-    port, secret = free_port(), "simulator-secret"
+    port, secret = free_port(), "simulator-secret-of-at-least-32-chars"
     log = tmp_path / "gateway.log"
     env = child_env(
         topics,
