@@ -56,7 +56,10 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
                     "gateway: Kafka unreachable at start (%s); plays will get 503 until it is back", err
                 )
                 gw.producer = None
-            gw.tasks.append(asyncio.create_task(gw.feed.run(), name="gateway-feed"))
+            feed_task = asyncio.create_task(gw.feed.run(), name="gateway-feed")
+            gw.tasks.append(feed_task)
+            watch = gw.watchdog.watch(lambda: gw.feed.progress_at, feed_task)
+            gw.tasks.append(asyncio.create_task(watch, name="watchdog"))
         gw.tasks.append(asyncio.create_task(hub.heartbeat(settings.gateway_heartbeat_s), name="heartbeat"))
         # The objects made at start-up (modules, app, clients) live as long as the process:
         # keep them out of every later garbage collection, so pauses stay short.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,3 +105,18 @@ def histogram_delta(before: dict[str, float], after: dict[str, float], name: str
         "p50_le_ms": upper(0.5),
         "p99_le_ms": upper(0.99),
     }
+
+
+#: When this process started (``process_start_time_seconds``, the name Prometheus clients
+#: use), for the crash-loop alert in ``infra/deploy/prometheus/rules.yml``.
+PROCESS_STARTED = time.time()
+
+
+def process_lines() -> list[str]:
+    """The ``process_start_time_seconds`` family of this process."""
+    return family(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch in seconds.",
+        [(None, round(PROCESS_STARTED, 3))],
+    )

@@ -25,6 +25,7 @@ from pymongo.errors import PyMongoError
 
 from infra.kafka_clients import aio_consumer
 from infra.mongo import client as mongo_client
+from infra.prometheus import process_lines
 from infra.settings import RECOMMENDER_TABLE, Settings
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.catalogue_loader import load_catalogue, load_model
@@ -180,6 +181,7 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         text = runtime.processor.metrics.prometheus({"worker": os.getpid()})
+        text = text.rstrip("\n") + "\n" + "\n".join(process_lines()) + "\n"
         return web.text(text, content_type="text/plain")
 
     return app, runtime

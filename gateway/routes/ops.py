@@ -28,6 +28,8 @@ def routes(gw: Gateway) -> list[BaseRoute]:
     metrics, hub = gw.metrics, gw.hub
 
     async def healthz(request: Request) -> Response:
+        if gw.watchdog.stalled is not None:  # the process is on its way out (gateway.watchdog)
+            return JSONResponse({"status": "stalled", "reason": gw.watchdog.stalled}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
@@ -54,7 +56,7 @@ def routes(gw: Gateway) -> list[BaseRoute]:
 
     async def metrics_page(request: Request) -> Response:
         await gw.refresh_lag()
-        text = metrics.prometheus(gw.lag, gw.lag_error)
+        text = metrics.prometheus(gw.lag, gw.lag_error) + "\n".join(gw.feed.prometheus()) + "\n"
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     async def ops_api(request: Request) -> Response:
@@ -68,6 +70,14 @@ def routes(gw: Gateway) -> list[BaseRoute]:
                 "lag_error": gw.lag_error,
                 "rates": metrics.rates(),
                 "listeners": hub.listeners(),
+                "dead_letters": {
+                    "counts": [
+                        {"topic": t, "stage": st, "count": n}
+                        for (t, st), n in sorted(gw.feed.letters.counts.items())
+                    ],
+                    "unreadable": gw.feed.letters.unreadable,
+                    "recent": list(gw.feed.letters.recent),
+                },
                 "ts": time.time(),
             }
         )

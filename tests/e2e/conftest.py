@@ -1,4 +1,4 @@
-"""The whole system, once per e2e module, on the session's local stack.
+"""The whole system, once for all e2e tests, on the session's local stack.
 
 Like ``cadenza demo``: a sample catalogue with real MP3s, the ETL, a trained and
 promoted model, then both Structured Streaming jobs, a recommender worker and the
@@ -92,7 +92,7 @@ class System:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def system(stack_overrides: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     tag = uuid.uuid4().hex[:8]
     base = {k: v for k, v in stack_overrides.items() if k != "data_dir"}
