@@ -33,6 +33,26 @@ class BadRequestError(GatewayError):
         self.field, self.message = field, message
 
 
+class UnreadableBodyError(GatewayError):
+    """A request body the gateway will not parse: JSON nested deeper than it allows (HTTP 400)."""
+
+
+class PayloadTooLargeError(GatewayError):
+    """A request body, announced or read, over the gateway's size limit (HTTP 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body is larger than {limit} bytes")
+        self.limit = limit
+
+
+class RateLimitedError(GatewayError):
+    """A listener over their rate (HTTP 429, with Retry-After in whole seconds)."""
+
+    def __init__(self, what: str, retry_after_s: float) -> None:
+        super().__init__(f"too many {what}: over your rate limit; retry in {retry_after_s:.1f} s")
+        self.retry_after_s = retry_after_s
+
+
 class UnavailableError(GatewayError):
     """Kafka or MongoDB cannot be reached right now (HTTP 503)."""
 

@@ -8,8 +8,12 @@ dropped first) so a (re)connecting listener gets it at once; the counters in
 :class:`gateway.metrics.GatewayMetrics`.
 
 A connection whose queue is full is a browser that cannot keep up: it is marked
-closing and its writer closes it with code 4408, so one slow listener never delays
-the others (pushing never awaits). So is a socket that has not answered three pings.
+closing, taken out of the hub there and then, and its writer closes it with code 4408,
+so one slow listener never delays the others (pushing never awaits). So is a socket
+that has not answered three pings, and one whose send did not complete within the
+send timeout (a browser that stopped reading: :meth:`Hub.timed_out`, called by the
+writer). The hub also holds the connection caps: :meth:`Hub.refuse` says whether one
+more socket of a listener would pass the per-listener or the per-process cap.
 
 Trending windows are state, not events: the streaming job emits every open window of
 every cluster it updated in a micro-batch (tens per second), and a browser only needs
@@ -32,6 +36,10 @@ from gateway.metrics import GatewayMetrics
 
 CLOSE_SLOW: Final = 4408
 CLOSE_UNAUTHORIZED: Final = 4401
+#: One more socket than the per-listener cap: the new one is refused (the others stay).
+CLOSE_TOO_MANY: Final = 4429
+#: The process serves as many sockets as it may: RFC 6455's "Try Again Later".
+CLOSE_TRY_LATER: Final = 1013
 CLOSE_SHUTDOWN: Final = 1001
 
 
@@ -103,6 +111,18 @@ class Hub:
     trending_end: dict[int, float] = field(default_factory=dict)
     _count: int = 0
 
+    def refuse(self, user_id: str, *, per_listener: int, total: int) -> tuple[int, str] | None:
+        """Close code and reason if one more socket of ``user_id`` would pass the process's
+        cap (``total``) or the listener's (``per_listener``), counted in the metrics; else None.
+        The new socket is the one refused: the listener's open players keep playing."""
+        if self._count >= total:
+            self.metrics.refused["ws_process_cap"] += 1
+            return CLOSE_TRY_LATER, f"this gateway serves {total} websockets already; try again later"
+        if len(self._by_user.get(user_id, ())) >= per_listener:
+            self.metrics.refused["ws_listener_cap"] += 1
+            return CLOSE_TOO_MANY, f"at most {per_listener} open players per listener: close one"
+        return None
+
     def connect(self, user_id: str) -> Connection:
         conn = Connection(user_id, self.queue_size)
         self._by_user.setdefault(user_id, set()).add(conn)
@@ -118,6 +138,18 @@ class Hub:
             if not conns:
                 del self._by_user[conn.user_id]
         self.metrics.connections = self._count
+
+    def drop(self, conn: Connection, code: int) -> None:
+        """Mark ``conn`` closing with ``code`` and take it out of the hub at once: it gets no
+        more messages and no longer counts, whatever its writer is doing."""
+        conn.close(code)
+        self.disconnect(conn)
+
+    def timed_out(self, conn: Connection) -> None:
+        """A send to ``conn`` did not complete in time (the browser stopped reading)."""
+        if conn.closing is None:
+            self.metrics.send_timeouts += 1
+        self.drop(conn, CLOSE_SLOW)
 
     def count(self) -> int:
         return self._count
@@ -137,7 +169,7 @@ class Hub:
             ping = json.dumps({"type": "ping", "ts": time.time()})
             for conn in self.connections():
                 if now - conn.last_heard > 3 * interval_s:
-                    conn.close(CLOSE_SLOW)
+                    self.drop(conn, CLOSE_SLOW)
                 else:
                     self.offer(conn, ping)
 
@@ -159,16 +191,17 @@ class Hub:
         """Remember and queue ``text`` for every connection of ``user_id``; how many took it."""
         self.remember(user_id, text)
         delivered = 0
-        for conn in self._by_user.get(user_id, ()):
+        for conn in list(self._by_user.get(user_id, ())):  # a copy: an overflowing one leaves the set
             delivered += self.offer(conn, text)
         return delivered
 
     def offer(self, conn: Connection, text: str) -> bool:
-        """Queue ``text`` on ``conn``, counting a connection that overflows (once)."""
+        """Queue ``text`` on ``conn``; a connection that overflows is counted (once) and dropped."""
         open_before = conn.closing is None
         ok = conn.offer(text)
         if not ok and open_before and conn.closing == CLOSE_SLOW:
             self.metrics.slow_disconnects += 1
+            self.disconnect(conn)
         return ok
 
     def keep_trending(self, cluster: int, text: str, end: float) -> bool:

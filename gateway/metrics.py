@@ -1,10 +1,11 @@
 """The gateway's counters, fan-out latency and consumer lag, as Prometheus text and as rates.
 
-Sources: :mod:`gateway.hub` (connections, messages pushed, slow disconnects), the
-websocket writers (fan-out latency: from a message reaching this process to its
-websocket send completing), :mod:`gateway.plays` (plays accepted and refused) and
-error handlers; consumer lag rows from :mod:`infra.offsets`. Destinations:
-``/metrics`` and ``/api/ops`` (the ``/ops`` page).
+Sources: :mod:`gateway.hub` (connections, messages pushed, slow disconnects, send
+timeouts), the websocket writers (fan-out latency: from a message reaching this process
+to its websocket send completing), :mod:`gateway.plays` (plays accepted and refused),
+the limits of :mod:`gateway.routes` (refusals by reason) and error handlers; consumer
+lag rows from :mod:`infra.offsets`. Destinations: ``/metrics`` and ``/api/ops`` (the
+``/ops`` page).
 """
 
 from __future__ import annotations
@@ -13,10 +14,19 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from infra.offsets import LagRow
 from infra.prometheus import Histogram, family
+
+#: Why a request or websocket was refused by a limit (each always exported, from 0).
+REFUSALS: Final = (
+    "body_too_large",  # HTTP 413
+    "body_too_deep",  # HTTP 400
+    "plays_rate",  # HTTP 429
+    "ws_listener_cap",  # close 4429
+    "ws_process_cap",  # close 1013
+)
 
 
 @dataclass
@@ -25,6 +35,9 @@ class GatewayMetrics:
     connections_total: int = 0
     messages_pushed: int = 0
     slow_disconnects: int = 0
+    #: Websockets dropped because one send took longer than ``ws_send_timeout_s``.
+    send_timeouts: int = 0
+    refused: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(REFUSALS, 0)))
     plays_accepted: int = 0
     plays_refused: Counter[str] = field(default_factory=Counter)  # by field
     auth_failures: int = 0
@@ -81,6 +94,20 @@ class GatewayMetrics:
                 "counter",
                 "Websockets dropped because their send queue overflowed (close 4408).",
                 [(None, self.slow_disconnects)],
+            ),
+            *family(
+                "cadenza_gateway_send_timeouts_total",
+                "counter",
+                "Websockets dropped because one send took longer than CADENZA_WS_SEND_TIMEOUT_S "
+                "(the browser stopped reading; close 4408).",
+                [(None, self.send_timeouts)],
+            ),
+            *family(
+                "cadenza_gateway_refused_total",
+                "counter",
+                "Requests and websockets refused by a limit, by reason (body_too_large: 413, body_too_deep: "
+                "400, plays_rate: 429, ws_listener_cap: close 4429, ws_process_cap: close 1013).",
+                [({"reason": r}, n) for r, n in sorted(self.refused.items())],
             ),
             *family(
                 "cadenza_gateway_feed_messages_total",

@@ -4,17 +4,23 @@ Source: the browser's JSON body (``track_id``, ``kind``, ``position_s``, optiona
 ``event_id`` so a retried request is the same event) and the listener from the token,
 never from the body. Destination: ``cadenza.plays`` (key = user), through one
 idempotent ``acks=all`` producer per gateway process; the answer (202) is sent once
-the broker has the event.
+the broker has the event. Each listener's reports pass a token bucket first
+(:class:`PlayRate`: ``CADENZA_PLAYS_RATE_PER_S`` sustained, ``CADENZA_PLAYS_BURST`` at
+once); over it, the route answers 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.errors import BadRequestError
+from gateway.errors import BadRequestError, RateLimitedError
 from schemas.codec import encode, encode_key
 from schemas.events import PlayEvent, PlayKind, TrackId
 
@@ -55,3 +61,31 @@ def play_event(user_id: str, report: PlayReport) -> PlayEvent:
 def record(event: PlayEvent) -> tuple[bytes, bytes]:
     """Kafka key and value of a play."""
     return encode_key(event.user_id), encode(event)
+
+
+@dataclass
+class PlayRate:
+    """A token bucket per listener: ``burst`` plays at once, refilled at ``rate_per_s``.
+
+    Buckets are kept for the ``kept`` listeners heard from most recently; a forgotten
+    listener starts again with a full bucket (what a bucket idle for ``burst / rate_per_s``
+    seconds holds anyway). Our own code: a few lines, no library needed.
+    """
+
+    rate_per_s: float
+    burst: int
+    kept: int = 100_000
+    clock: Callable[[], float] = time.monotonic
+    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
+
+    def take(self, user_id: str) -> None:
+        """Take one play from ``user_id``'s bucket; :class:`RateLimitedError` (with the wait) if empty."""
+        now = self.clock()
+        tokens, then = self._buckets.pop(user_id, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + max(0.0, now - then) * self.rate_per_s)
+        allowed = tokens >= 1.0
+        self._buckets[user_id] = (tokens - 1.0 if allowed else tokens, now)
+        while len(self._buckets) > self.kept:
+            self._buckets.popitem(last=False)
+        if not allowed:
+            raise RateLimitedError("plays", (1.0 - tokens) / self.rate_per_s)

@@ -4,8 +4,9 @@ Sources: the clients the app's lifespan (:mod:`gateway.app`) opens (MongoDB, the
 producer), the broker's offsets (consumer lag, read at most every ``LAG_EVERY_S``
 seconds) and feed records that are not JSON. Destinations: the routes of
 :mod:`gateway.routes` (MongoDB reads run in worker threads, 503 when MongoDB is
-unreachable; the lag rows of ``/metrics`` and ``/api/ops``) and ``cadenza.dlq`` (the
-dead letters of :mod:`gateway.feed`).
+unreachable or its client was never opened; the lag rows of ``/metrics`` and
+``/api/ops``; the per-listener plays rate), and ``cadenza.dlq`` (the dead letters of
+:mod:`gateway.feed`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from gateway.errors import UnavailableError
 from gateway.feed import Feed
 from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
+from gateway.plays import PlayRate
+from gateway.watchdog import Watchdog
 from infra.offsets import LagRow, lag_rows
 from infra.settings import Settings
 from schemas.codec import dead_letter_for, encode
@@ -50,9 +53,21 @@ class Gateway:
     lag_read: float = 0.0
     clock: Callable[[], float] = time.time
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    #: Each listener's token bucket for ``POST /api/plays``.
+    plays_limiter: PlayRate = field(init=False)
+    #: Ends the process when the feed stalls (``/healthz`` reads ``watchdog.stalled``).
+    watchdog: Watchdog = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.plays_limiter = PlayRate(s.plays_rate_per_s, s.plays_burst, kept=s.gateway_latest_kept)
+        self.watchdog = Watchdog(s.consumer_stall_s)
 
     @property
     def db(self) -> Any:
+        """The database; 503 (:class:`UnavailableError`) when no client was opened (``start_feed=False``)."""
+        if self.mongo is None:
+            raise UnavailableError("MongoDB is not connected to this gateway; try again shortly")
         return self.mongo[self.settings.mongodb_db]
 
     async def query(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -2,9 +2,10 @@
 
 Sources: ``cadenza token create USER`` and the demo sign-in page (both call
 :func:`issue`), the secret ``CADENZA_TOKEN_SECRET``. Destination: the browser, which
-sends the token back as ``Authorization: Bearer …``, a ``cadenza_token`` cookie or a
-``token`` query parameter (websockets and ``<audio>`` cannot set headers); every
-request is checked with :func:`verify`.
+sends the token back as ``Authorization: Bearer …``, as the ``cadenza_token`` cookie
+(for ``<audio>``, which cannot set headers) or, on ``/ws``, as the subprotocol
+``cadenza.token.<token>`` (see :mod:`gateway.routes.access`; ``?token=`` only for older
+clients, and redacted from logs); every request is checked with :func:`verify`.
 
 Format: ``base64url(payload JSON) "." base64url(HMAC-SHA256(secret, payload))`` with
 payload ``{"sub": user, "iat": issued, "exp": expires, "v": 1}`` (seconds since the

@@ -330,15 +330,15 @@ class Settings(BaseSettings):
         description="Websockets one listener may have open on one gateway; more are refused (close 4429).",
     )
     ws_max_connections: int = Field(
-        10_000,
+        20_000,
         ge=1,
         description="Websockets one gateway process serves; more are refused (close 1013, try again later).",
     )
     plays_rate_per_s: float = Field(
-        5.0, gt=0, description="Plays per second a listener may report, sustained; more get HTTP 429."
+        10.0, gt=0, description="Plays per second a listener may report, sustained; more get HTTP 429."
     )
     plays_burst: int = Field(
-        20, ge=1, description="Plays a listener may report at once before plays_rate_per_s applies."
+        40, ge=1, description="Plays a listener may report at once before plays_rate_per_s applies."
     )
     gateway_query_token: bool = Field(
         True,

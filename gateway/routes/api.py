@@ -1,11 +1,15 @@
-"""The listener's HTTP API: sign-in, catalogue, recommendations, plays and audio.
+"""The listener's HTTP API: sign-in, session cookie, catalogue, recommendations, plays and audio.
 
-Sources: the browser's requests (the listener from their token, :mod:`gateway.routes.access`),
-MongoDB ``tracks`` (:mod:`gateway.catalogue`, read in worker threads), the model
-registry (similar tracks), the hub's latest list per listener and the audio files under
-the audio root. Destinations: JSON (and audio bytes, :mod:`gateway.audio`) for the
-browser; each accepted play published to ``cadenza.plays`` (:mod:`gateway.plays`) before
-its 202. Every route is a thin adapter: the logic lives in the modules it calls.
+Sources: the browser's requests (the listener from their token, :mod:`gateway.routes.access`;
+bodies read by :mod:`gateway.routes.params`, at most 16 KiB), MongoDB ``tracks``
+(:mod:`gateway.catalogue`, read in worker threads), the model registry (similar
+tracks), the hub's latest list per listener and the audio files under the audio root.
+Destinations: JSON (and audio bytes, :mod:`gateway.audio`) for the browser; the
+``cadenza_token`` cookie (``POST /api/session``: how ``<audio>``, which cannot send a
+header, is authorised without a token in its URL); each accepted play, within the
+listener's rate (:class:`gateway.plays.PlayRate`), published to ``cadenza.plays``
+(:mod:`gateway.plays`) before its 202. Every route is a thin adapter: the logic lives
+in the modules it calls.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from gateway import catalogue, tokens
 from gateway.audio import audio_response, resolve_audio
-from gateway.errors import BadRequestError, NotFoundError
+from gateway.errors import BadRequestError, NotFoundError, RateLimitedError
 from gateway.plays import parse_report, play_event, record
 from gateway.routes.access import COOKIE, Guard, error
 from gateway.routes.params import int_param, json_body, parse_track_id
@@ -63,6 +67,19 @@ def routes(gw: Gateway, guard: Guard) -> list[BaseRoute]:
     async def me(request: Request, who: tokens.Claims) -> Response:
         return JSONResponse({"user_id": who.user_id, "expires": iso(who.expires)})
 
+    async def session(request: Request, who: tokens.Claims) -> Response:
+        """The request's (checked) token as the ``HttpOnly`` cookie, until the token expires."""
+        response = await me(request, who)
+        max_age = max(1, int(who.expires - gw.clock()))
+        token = guard.token(request) or ""
+        response.set_cookie(COOKIE, token, max_age=max_age, httponly=True, samesite="strict")
+        return response
+
+    async def end_session(request: Request) -> Response:
+        response = Response(status_code=204)
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict")
+        return response
+
     # --- catalogue -----------------------------------------------------------------------------
 
     async def tracks(request: Request, who: tokens.Claims) -> Response:
@@ -96,6 +113,11 @@ def routes(gw: Gateway, guard: Guard) -> list[BaseRoute]:
     # --- plays ---------------------------------------------------------------------------------
 
     async def plays(request: Request, who: tokens.Claims) -> Response:
+        try:
+            gw.plays_limiter.take(who.user_id)
+        except RateLimitedError:
+            metrics.refused["plays_rate"] += 1
+            raise
         body = await json_body(request)
         try:
             report = parse_report(body)
@@ -136,7 +158,9 @@ def routes(gw: Gateway, guard: Guard) -> list[BaseRoute]:
 
     return [
         Route("/api/config", config),
-        Route("/api/signin", signin, methods=["POST"]),
+        Route("/api/signin", guard.open(signin), methods=["POST"]),
+        Route("/api/session", authed(session), methods=["POST"]),
+        Route("/api/session", end_session, methods=["DELETE"]),
         Route("/api/me", authed(me)),
         Route("/api/tracks", authed(tracks)),
         Route("/api/tracks/{track_id}", authed(track)),

@@ -1,11 +1,18 @@
 """``/ws``: each listener's websocket, fed from their connection's queue in the hub.
 
-Sources: the browser (its token on connect, then its pongs) and the connection's bounded
-queue in :class:`gateway.hub.Hub` (recommendations, trending windows, pings).
-Destinations: the browser (a ``hello``, then every queued message), the hub (connects,
-disconnects, pongs heard) and :class:`gateway.metrics.GatewayMetrics` (connections,
-fan-out latency). A bad token closes with 4401; a connection the hub gives up on (too
-slow, or silent) with 4408.
+Sources: the browser (its token on connect, see :mod:`gateway.routes.access`: from a
+browser, the subprotocol entry ``cadenza.token.<token>`` next to ``cadenza.v1``, which
+is the one accepted and echoed; then its pongs, and whatever else it sends, which only
+proves it is alive) and the connection's bounded queue in :class:`gateway.hub.Hub`
+(recommendations, trending windows, pings). Destinations: the browser (a ``hello``,
+then every queued message), the hub (connects, disconnects, pongs heard) and
+:class:`gateway.metrics.GatewayMetrics` (connections, fan-out latency, refusals).
+
+Close codes: 4401 a bad token; 4429 one socket more than ``CADENZA_WS_MAX_PER_LISTENER``
+(the new socket is refused, the listener's others stay); 1013 (try again later) the
+process serves ``CADENZA_WS_MAX_CONNECTIONS`` already; 4408 a connection the hub gives up
+on: too slow (queue full), silent (three unanswered pings), or a send that did not
+complete within ``CADENZA_WS_SEND_TIMEOUT_S`` (a browser that stopped reading).
 """
 
 from __future__ import annotations
@@ -14,44 +21,66 @@ import asyncio
 import contextlib
 import json
 import time
+from typing import Final
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from gateway.errors import AuthError
-from gateway.hub import CLOSE_UNAUTHORIZED, Connection
+from gateway.hub import CLOSE_UNAUTHORIZED, Connection, Hub
 from gateway.metrics import GatewayMetrics
-from gateway.routes.access import Guard
+from gateway.routes.access import WS_PROTOCOL, Guard
 from gateway.state import Gateway
+
+#: Longest the closing handshake may take before the socket is left to the server.
+CLOSE_TIMEOUT_S: Final = 1.0
 
 
 def route(gw: Gateway, guard: Guard) -> WebSocketRoute:
     """``/ws`` of the gateway ``gw``."""
-    hub, metrics = gw.hub, gw.metrics
+    hub, metrics, settings = gw.hub, gw.metrics, gw.settings
 
     async def ws(websocket: WebSocket) -> None:
-        await websocket.accept()
+        offered = websocket.scope.get("subprotocols") or ()
+        await websocket.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
         try:
             who = guard.claims(websocket)
         except AuthError as err:
-            await websocket.close(CLOSE_UNAUTHORIZED, str(err)[:120])
+            await close(websocket, CLOSE_UNAUTHORIZED, str(err))
+            return
+        refused = hub.refuse(
+            who.user_id, per_listener=settings.ws_max_per_listener, total=settings.ws_max_connections
+        )
+        if refused is not None:
+            await close(websocket, *refused)
             return
         conn = hub.connect(who.user_id)
         metrics.connections_total += 1
         try:
             await websocket.send_text(json.dumps({"type": "hello", "user_id": who.user_id}))
             hub.greet(conn)
-            await serve(websocket, conn, metrics)
+            code = await serve(websocket, conn, hub, metrics, settings.ws_send_timeout_s)
         finally:
             hub.disconnect(conn)
+        if code is not None:
+            await close(websocket, code, "too slow or silent")
 
     return WebSocketRoute("/ws", ws)
 
 
-async def serve(websocket: WebSocket, conn: Connection, metrics: GatewayMetrics) -> None:
+async def close(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close with ``code``, waiting at most :data:`CLOSE_TIMEOUT_S` (a browser that stopped
+    reading never takes the close frame; the server then drops the socket once it can)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code, reason[:120]), CLOSE_TIMEOUT_S)
+
+
+async def serve(
+    websocket: WebSocket, conn: Connection, hub: Hub, metrics: GatewayMetrics, send_timeout_s: float
+) -> int | None:
     """Run one connection with two tasks: a writer draining its queue, a reader taking
-    the browser's pongs; returns when the browser leaves or the hub closes the
-    connection (too slow, or silent: code 4408)."""
+    the browser's frames (pongs); the close code when the hub gave up on the connection
+    (4408), ``None`` when the browser went away or the socket broke."""
 
     async def writer() -> int:
         while True:
@@ -59,15 +88,22 @@ async def serve(websocket: WebSocket, conn: Connection, metrics: GatewayMetrics)
             conn.wake.clear()
             while conn.closing is None and (message := conn.next_message()) is not None:
                 text, queued = message
-                await websocket.send_text(text)
+                try:
+                    async with asyncio.timeout(send_timeout_s):
+                        await websocket.send_text(text)
+                except TimeoutError:
+                    hub.timed_out(conn)
+                    break
                 metrics.pushed(time.perf_counter() - queued)
             if conn.closing is not None:
                 return conn.closing
 
     async def reader() -> None:
         while True:
-            await websocket.receive_text()
-            conn.heard()
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            conn.heard()  # text or bytes: the browser is alive, its content is not used
 
     tasks = [asyncio.ensure_future(writer()), asyncio.ensure_future(reader())]
     try:
@@ -76,8 +112,7 @@ async def serve(websocket: WebSocket, conn: Connection, metrics: GatewayMetrics)
         for t in tasks:
             t.cancel()
     finished = next(iter(done))
-    code = None if finished.cancelled() or finished.exception() is not None else finished.result()
-    if code is None:
-        return  # the browser went away (WebSocketDisconnect) or the socket broke
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(websocket.close(code, "too slow or silent"), 1.0)
+    if finished.cancelled() or finished.exception() is not None:
+        return None  # the socket broke
+    code: int | None = finished.result()
+    return code

@@ -2,11 +2,12 @@
 // Boot, sign-in and the wiring between the modules in ./js/: the catalogue (browse.js),
 // the queue and audio (playback.js), the live panels (panels.js), the websocket
 // (live.js) and the bottom player bar / keyboard shortcuts (here).
-// Endpoints: GET /api/config, POST /api/signin, GET /api/me, GET /api/recommendations
-// (the others through the modules), websocket /ws?token=...
+// Endpoints: GET /api/config, POST /api/signin, POST|DELETE /api/session (the cookie that
+// lets <audio> play), GET /api/me, GET /api/recommendations (the others through the
+// modules), websocket /ws (token in the subprotocols, never in a URL).
 // Any 401 (REST) or close 4401 (websocket) forgets the token and shows the sign-in screen.
 
-import { api, getToken, setToken, clearToken, onUnauthorized, wsUrl } from './js/api.js';
+import { api, getToken, setToken, clearToken, onUnauthorized, wsUrl, wsProtocols } from './js/api.js';
 import { fillIcons, setIcon, toast, formatTime, setBusy } from './js/dom.js';
 import { LiveConnection } from './js/live.js';
 import { Playback, displayTitle } from './js/playback.js';
@@ -62,6 +63,7 @@ const browse = new Browse({
 
 const live = new LiveConnection({
   url: wsUrl,
+  protocols: wsProtocols,
   onMessage: onLiveMessage,
   onState: renderConnection,
   onUnauthorized: () => signOut('Your session has expired. Please sign in again.'),
@@ -335,7 +337,7 @@ async function onTokenSubmit(ev) {
   setBusy(button, true);
   setToken(token);
   try {
-    const who = await api.me();
+    const who = await api.session();
     $('signin-token').value = '';
     enterApp(who);
   } catch (err) {
@@ -384,6 +386,7 @@ function signOut(message) {
   trending.clear();
   browse.reset();
   clearToken();
+  api.endSession().catch(() => { /* the cookie then simply expires with its token */ });
   me = null;
   showSignin(message);
 }
@@ -403,7 +406,7 @@ async function boot() {
   }
   if (!getToken()) return showSignin();
   try {
-    enterApp(await api.me());
+    enterApp(await api.session());
   } catch (err) {
     if (err.status === 401) showSignin('Your session has expired. Please sign in again.');
     else bootFailed(err);

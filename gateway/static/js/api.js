@@ -2,10 +2,12 @@
 // The REST client: keeps the token (localStorage "cadenza.token"), sends
 // "Authorization: Bearer <token>", turns error bodies {"error","field"} into ApiError,
 // and on any 401 forgets the token and calls the handler set with onUnauthorized().
-// Endpoints: GET /api/config, POST /api/signin, GET /api/me, GET /api/tracks,
-// GET /api/tracks/{id}, GET /api/tracks/{id}/similar, GET /api/genres, POST /api/plays,
-// GET /api/recommendations. Also builds the URLs that cannot carry headers:
-// /audio/<id>?token=... and ws(s)://<host>/ws?token=...
+// Endpoints: GET /api/config, POST /api/signin, POST|DELETE /api/session, GET /api/me,
+// GET /api/tracks, GET /api/tracks/{id}, GET /api/tracks/{id}/similar, GET /api/genres,
+// POST /api/plays, GET /api/recommendations. Tokens never go in a URL (URLs end up in
+// logs and history): <audio> (no headers) is authorised by the HttpOnly cookie that
+// POST /api/session sets from the Bearer token, and the websocket carries the token in
+// its subprotocol list (wsProtocols: "cadenza.v1", "cadenza.token.<token>").
 
 const TOKEN_KEY = 'cadenza.token';
 let memoryToken = null; // fallback when localStorage is unavailable (private mode, disabled storage)
@@ -127,6 +129,10 @@ export const api = {
   config: () => request('/api/config', { auth: false }),
   signin: (name) => request('/api/signin', { method: 'POST', body: { name }, auth: false }),
   me: () => request('/api/me'),
+  /** Who the token is, and the same token set as the cookie <audio> requests carry. */
+  session: () => request('/api/session', { method: 'POST' }),
+  /** Forget the cookie (sign-out); needs no token. */
+  endSession: () => request('/api/session', { method: 'DELETE', auth: false }),
   tracks: ({ q = '', genre = '', artist = '', page = 1, perPage = 50 } = {}, signal) =>
     request(`/api/tracks?${query({ q, genre, artist, page, per_page: perPage })}`, { signal }),
   track: (id) => request(`/api/tracks/${trackId(id)}`),
@@ -172,21 +178,26 @@ export function getTrack(id) {
 
 // ---------------------------------------------------------------- URLs without headers
 
-/** Same-origin audio URL with the token in the query (the <audio> element can't send headers). */
+/** Same-origin audio URL; the session cookie authorises it (the <audio> element can't send headers). */
 export function audioUrl(track) {
   const fallback = `/audio/${trackId(track.track_id)}`;
   let url;
   try {
     url = new URL(track.audio_url || fallback, window.location.origin);
-    if (url.origin !== window.location.origin) url = new URL(fallback, window.location.origin); // never leak the token
+    if (url.origin !== window.location.origin) url = new URL(fallback, window.location.origin); // same origin only
   } catch {
     url = new URL(fallback, window.location.origin);
   }
-  url.searchParams.set('token', getToken() || '');
+  url.searchParams.delete('token');
   return url.pathname + url.search;
 }
 
 export function wsUrl() {
   const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${window.location.host}/ws?token=${encodeURIComponent(getToken() || '')}`;
+  return `${scheme}//${window.location.host}/ws`;
+}
+
+/** The websocket subprotocols: the one the gateway speaks, then the token (never echoed back). */
+export function wsProtocols() {
+  return ['cadenza.v1', `cadenza.token.${getToken() || ''}`];
 }

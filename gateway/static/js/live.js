@@ -1,8 +1,10 @@
 // Cadenza web player — live.js
-// The websocket client for ws(s)://<host>/ws?token=<token>: answers {"type":"ping","ts"}
+// The websocket client for ws(s)://<host>/ws, the token in its subprotocols (protocols()
+// gives ["cadenza.v1", "cadenza.token.<token>"]): answers {"type":"ping","ts"}
 // with {"type":"pong","ts"}, hands every other JSON message to onMessage, and reconnects.
 // Close 4401 (bad/expired token): stop and call onUnauthorized, never reconnect.
-// Close 4408 (client too slow) and any other close: reconnect with exponential backoff,
+// Close 4408 (client too slow), 4429 (too many players open for this listener), 1013
+// (server full) and any other close: reconnect with exponential backoff,
 // 0.5 s doubling to 15 s with +/-25 % jitter, reset once a connection has delivered a message.
 // onState({state, label}) reports 'connected' | 'reconnecting' | 'offline' every second
 // while waiting, so the UI can show "reconnecting in Ns". Uses no REST endpoint itself;
@@ -13,8 +15,9 @@ const BASE_MS = 500;
 const MAX_MS = 15000;
 
 export class LiveConnection {
-  constructor({ url, onMessage, onState, onUnauthorized, onSuspectAuth }) {
+  constructor({ url, protocols, onMessage, onState, onUnauthorized, onSuspectAuth }) {
     this.url = url;
+    this.protocols = protocols || (() => []);
     this.onMessage = onMessage;
     this.onState = onState;
     this.onUnauthorized = onUnauthorized;
@@ -66,7 +69,7 @@ export class LiveConnection {
     this._emit('reconnecting', this.attempt === 0 ? 'Connecting…' : 'Reconnecting…');
     let ws;
     try {
-      ws = new WebSocket(this.url());
+      ws = new WebSocket(this.url(), this.protocols());
     } catch (err) {
       console.warn('websocket:', err);
       this._scheduleRetry();

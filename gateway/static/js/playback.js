@@ -5,7 +5,7 @@
 // `ended` (then next), "skip" from the skip button (with the position, then next), "like".
 // Radio: GET /api/tracks/{id}/similar fills the queue, then, whenever fewer than 3 tracks
 // are left, the top "Up next" recommendations not already queued are appended (falling
-// back to tracks similar to the current one). Audio comes from /audio/<id>?token=...
+// back to tracks similar to the current one). Audio comes from /audio/<id> (the session cookie).
 // Missing track details are fetched with GET /api/tracks/{id} (cached).
 // Dispatches 'change' whenever the queue, the current track, radio or like state changes.
 
