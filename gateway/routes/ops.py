@@ -61,8 +61,11 @@ def routes(gw: Gateway) -> list[BaseRoute]:
 
     async def ops_api(request: Request) -> Response:
         await gw.refresh_lag()
-        groups = [r.to_dict() for r in gw.lag if r.kind == "group"]
-        streams = [r.to_dict() for r in gw.lag if r.kind == "query"]
+        # The ops page's columns: a group's name, a query's name and what it processed.
+        groups = [{**r.to_dict(), "group": r.name} for r in gw.lag if r.kind == "group"]
+        streams = [
+            {**r.to_dict(), "query": r.name, "processed": r.committed} for r in gw.lag if r.kind == "query"
+        ]
         return JSONResponse(
             {
                 "groups": groups,

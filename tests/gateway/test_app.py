@@ -168,3 +168,30 @@ def test_odd_track_ids_are_not_found(text: str) -> None:
 
 def test_track_ids_parse() -> None:
     assert parse_track_id("2") == 2 and parse_track_id("9007199254740991") == 2**53 - 1
+
+
+def test_the_ops_data_names_each_consumer_group_and_streaming_query(component_settings: Settings) -> None:
+    """Regression: the ops page's group column was blank (it reads ``group``; rows had ``name``)."""
+    from infra.offsets import LagRow
+
+    app = create_app(component_settings, start_feed=False)
+    app.state.gateway.lag = [
+        LagRow(
+            kind="group",
+            name="cadenza.recommender",
+            topic="cadenza.plays",
+            partition=0,
+            committed=5,
+            end=7,
+            lag=2,
+            state="Stable",
+        ),
+        LagRow(
+            kind="query", name="plays-history", topic="cadenza.plays", partition=0, committed=6, end=7, lag=1
+        ),
+    ]
+    with TestClient(app) as client:
+        data = client.get("/api/ops").json()
+    assert [(g["group"], g["lag"]) for g in data["groups"]] == [("cadenza.recommender", 2)]
+    assert [(q["query"], q["processed"]) for q in data["streams"]] == [("plays-history", 6)]
+    assert data["dead_letters"]["unreadable"] == 0
