@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from gateway.dead_letters import DeadLetterLog
 from gateway.hub import Hub
 from infra.kafka_clients import aio_consumer
-from infra.prometheus import family, process_lines
+from infra.prometheus import family
 from infra.settings import Settings
 from schemas.codec import decode
 from schemas.errors import SchemaError
@@ -184,7 +184,6 @@ class Feed:
         """The feed's own families: dead letters seen, and the newest message's age."""
         age = -1.0 if self.message_at is None else max(0.0, time.time() - self.message_at)
         return [
-            *process_lines(),
             *self.letters.prometheus(),
             *family(
                 "cadenza_gateway_feed_last_message_age_seconds",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from infra.errors import ConfigError
-from infra.settings import Settings
+from infra.settings import Settings, is_loopback
 from infra.stack.tools import java_bin, require, run_checked
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ CONNECTOR_ARTIFACTS = (
 
 
 LOOPBACK = "127.0.0.1"
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 def driver_on_loopback(master: str) -> bool:
@@ -52,9 +51,10 @@ def driver_on_loopback(master: str) -> bool:
     if not master.startswith("spark://"):
         return False
     try:
-        return urlparse(master).hostname in LOOPBACK_NAMES
+        host = urlparse(master).hostname
     except ValueError:  # several masters (spark://a:7077,b:7077)
         return False
+    return host is not None and is_loopback(host)
 
 
 def driver_env(settings: Settings) -> dict[str, str]:

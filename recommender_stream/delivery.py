@@ -62,11 +62,11 @@ class DeliveryGuard:
         while self.pending:
             batch, self.pending = self.pending, []
             failed: list[Pending] = []
-            for item in batch:
+            for done, item in enumerate(batch):
                 try:
                     await asyncio.shield(item.delivery)
                 except asyncio.CancelledError:
-                    self.pending = [*failed, *batch[batch.index(item) :], *self.pending]
+                    self.pending = [*failed, *batch[done:], *self.pending]
                     raise
                 except Exception as err:
                     self.failed += 1

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from gateway.errors import UnavailableError
 from gateway.state import Gateway
+from infra.prometheus import process_lines
 
 
 def routes(gw: Gateway) -> list[BaseRoute]:
@@ -56,7 +57,8 @@ def routes(gw: Gateway) -> list[BaseRoute]:
 
     async def metrics_page(request: Request) -> Response:
         await gw.refresh_lag()
-        text = metrics.prometheus(gw.lag, gw.lag_error) + "\n".join(gw.feed.prometheus()) + "\n"
+        extra = [*process_lines(), *gw.feed.prometheus()]
+        text = metrics.prometheus(gw.lag, gw.lag_error) + "\n".join(extra) + "\n"
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     async def ops_api(request: Request) -> Response:

@@ -52,10 +52,9 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     route answers 413 with ``Connection: close`` so the server drops it.
     """
     announced = request.headers.get("content-length", "")
+    # More than 18 digits is more than any limit (and int() refuses 4,300).
     if announced.isascii() and announced.isdigit() and (len(announced) > 18 or int(announced) > limit):
-        raise PayloadTooLargeError(
-            limit
-        )  # (more than 18 digits is more than any limit, and int() refuses 4300)
+        raise PayloadTooLargeError(limit)
     received = bytearray()
     async for chunk in request.stream():
         received += chunk

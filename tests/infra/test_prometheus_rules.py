@@ -12,6 +12,7 @@ from gateway.feed import Feed
 from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
 from infra.offsets import LagRow
+from infra.prometheus import process_lines
 from infra.settings import Settings
 from recommender_stream.metrics import Metrics
 
@@ -24,7 +25,7 @@ def exported(tmp_path: Path) -> set[str]:
     text = GatewayMetrics().prometheus([row], None) + "\n".join(
         Feed(Settings(data_dir=tmp_path), Hub(4)).prometheus()
     )
-    text += Metrics().prometheus({"worker": 1})
+    text += Metrics().prometheus({"worker": 1}) + "\n".join(process_lines())
     return set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
 
 
