@@ -8,7 +8,7 @@ import pandas as pd
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import decode
+from schemas.codec import MAX_KEPT_BYTES, decode
 from schemas.events import DeadLetter
 from streaming_jobs.track_events import PARSED_SCHEMA, STAGE, parse_tracks
 from tests.streaming_jobs._arrow import to_arrow
@@ -40,4 +40,7 @@ def test_any_bytes_become_dead_letters_in_a_frame_arrow_accepts(values: list[byt
         letter = decode(DeadLetter, out["dlq"].iloc[row].encode("utf-8"))
         assert letter.stage == STAGE
         assert letter.offset == row
-        assert base64.b64decode(letter.value_b64) == (value or b"")
+        # The letter keeps the value's first MAX_KEPT_BYTES and its whole length.
+        assert base64.b64decode(letter.value_b64) == (value or b"")[:MAX_KEPT_BYTES]
+        assert letter.value_bytes == (None if value is None else len(value))
+        assert letter.truncated == (value is not None and len(value) > MAX_KEPT_BYTES)
