@@ -14,7 +14,7 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/mypy bench/*.py  # apart: bench/etl.py and bench/gateway.py share names with packages
+	$(BIN)/lint-imports
 
 test: install lint
 	$(BIN)/pytest

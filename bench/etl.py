@@ -20,7 +20,7 @@ Writes into the databases ``bench_etl*`` and the topic
 and ``bench/results/etl.json``. Exits 1 if a target is missed (speed-up >= 1.6x,
 peak RSS per worker < 1 GiB, import < 120 s).
 
-    .venv/bin/python bench/etl.py [--clips 48] [--seconds 30] [--rows 106574]
+    .venv/bin/python -m bench.etl [--clips 48] [--seconds 30] [--rows 106574]
 """
 
 from __future__ import annotations
@@ -38,12 +38,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-# This script is named like the package it measures: import the package, not itself.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
+from bench.common import RESULTS_DIR, write_json
 
-RESULTS = HERE / "results" / "etl.json"
+RESULTS = RESULTS_DIR / "etl.json"
 TARGET_SPEEDUP = 1.6
 TARGET_RSS = 2**30
 TARGET_IMPORT_S = 120.0
@@ -155,7 +152,7 @@ def time_loop(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     ticks = cpu_ticks()
     t0 = time.perf_counter()
     child = subprocess.run(
-        [sys.executable, __file__, "--baseline-dir", str(directory)],
+        [sys.executable, "-m", "bench.etl", "--baseline-dir", str(directory)],
         capture_output=True,
         text=True,
         check=True,
@@ -339,7 +336,7 @@ def report(result: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.etl", description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=48)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rows", type=int, default=FMA_ROWS)
@@ -363,7 +360,7 @@ def main() -> int:
     load_before = os.getloadavg()
     result: dict[str, Any] = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python bench/etl.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.etl " + " ".join(sys.argv[1:]),
     }
     passed = True
     with tempfile.TemporaryDirectory(prefix="cadenza-bench-etl-") as tmp:
@@ -393,8 +390,7 @@ def main() -> int:
     }
     result["targets"] = {"speedup": TARGET_SPEEDUP, "worker_peak_rss_mib": 1024, "import_s": TARGET_IMPORT_S}
     result["passed"] = bool(passed)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(RESULTS, result)
     report(result)
     return 0 if passed else 1
 

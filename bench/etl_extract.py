@@ -8,7 +8,7 @@ calls ``extract_naive`` (one librosa call per feature). Destination: a table on 
 and ``bench/results/etl_extract.json``. Exits 1 if the two disagree beyond the test
 tolerance or a target (>= 2x baseline, >= 2.5 clips/s/core) is missed.
 
-    .venv/bin/python bench/etl_extract.py [--clips 50] [--seconds 30]
+    .venv/bin/python -m bench.etl_extract [--clips 50] [--seconds 30]
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"  # one core: set before numpy is imported
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -32,11 +31,12 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.common import RESULTS_DIR, write_json  # noqa: E402
 from etl import features  # noqa: E402
 from etl.fma import audio_relpath  # noqa: E402
 from etl.sample_data import write_sample_catalogue  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "etl_extract.json"
+RESULTS = RESULTS_DIR / "etl_extract.json"
 TARGET_SPEEDUP = 2.0
 TARGET_CLIPS_PER_S = 2.5
 
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     fast_rate, naive_rate = n / fast_s, n / naive_s
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python bench/etl_extract.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.etl_extract " + " ".join(sys.argv[1:]),
         "machine": {
             "cpu_count": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
@@ -150,7 +150,7 @@ def report(result: dict[str, object]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.etl_extract", description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--sample-rate", type=int, default=44100)
@@ -159,8 +159,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cadenza-bench-") as tmp:
         result = run(args, Path(tmp))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(RESULTS, result)
     report(result)
     return 0 if result["passed"] else 1
 

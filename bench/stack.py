@@ -3,17 +3,14 @@
 
 Bounded workload on loopback; starts its own stack on free ports in a temporary data
 dir. Prints a table and writes ``bench/results/stack.json``.
-Run: ``.venv/bin/python bench/stack.py [--messages 100000] [--docs 10000]``
+Run: ``.venv/bin/python -m bench.stack [--messages 100000] [--docs 10000]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,14 +18,11 @@ from pymongo import InsertOne, ReplaceOne
 from rich.console import Console
 from rich.table import Table
 
+from bench.common import RESULTS_DIR, temporary_stack, write_json
 from infra.kafka_clients import admin, aio_producer, producer
 from infra.mongo import client
 from infra.settings import Settings
-from infra.stack.manager import LocalStack
-from infra.stack.process import free_port
 from schemas.documents import TrackDoc
-
-RESULTS = Path(__file__).resolve().parent / "results" / "stack.json"
 
 
 def _payload(size: int = 1024) -> bytes:
@@ -100,39 +94,29 @@ def bulk_upserts(settings: Settings, n: int, batch: int = 500) -> dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.stack", description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--docs", type=int, default=10_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cadenza-bench-") as tmp:
-        settings = Settings(
-            data_dir=Path(tmp),
-            kafka_port=free_port(),
-            kafka_controller_port=free_port(),
-            ferretdb_port=free_port(),
-            topic_prefix="bench.",
-        )
-        stack = LocalStack(settings)
+    with temporary_stack(up=False, topic_prefix="bench.") as (stack, _):
+        settings = stack.settings
         stack.prepare()  # caches warm, as the target says
         started = time.perf_counter()
         stack.up()
         up_s = time.perf_counter() - started
-        try:
-            from kafka.admin import NewTopic
+        from kafka.admin import NewTopic
 
-            a = admin(settings)
-            a.create_topics([NewTopic("bench.produce", num_partitions=6, replication_factor=1)])
-            a.close()
-            time.sleep(1)
-            kp = produce_kafka_python(settings, "bench.produce", args.messages)
-            ak = produce_aiokafka(settings, "bench.produce", args.messages)
-            upserts = bulk_upserts(settings, args.docs)
-            stack.down()
-            started = time.perf_counter()
-            stack.up()
-            restart_s = time.perf_counter() - started
-        finally:
-            stack.down()
+        a = admin(settings)
+        a.create_topics([NewTopic("bench.produce", num_partitions=6, replication_factor=1)])
+        a.close()
+        time.sleep(1)
+        kp = produce_kafka_python(settings, "bench.produce", args.messages)
+        ak = produce_aiokafka(settings, "bench.produce", args.messages)
+        upserts = bulk_upserts(settings, args.docs)
+        stack.down()
+        started = time.perf_counter()
+        stack.up()
+        restart_s = time.perf_counter() - started
     rows = [
         ("produce 1 KiB, kafka-python (acks=all, idempotent)", f"{kp:,.0f} msg/s", ">= 20,000 msg/s"),
         ("produce 1 KiB, aiokafka (acks=all, idempotent)", f"{ak:,.0f} msg/s", ">= 20,000 msg/s"),
@@ -145,27 +129,23 @@ def main() -> None:
         ("stack up, new data dir, warm cache", f"{up_s:.1f} s", "< 20 s"),
         ("stack up again after down", f"{restart_s:.1f} s", "< 20 s"),
     ]
-    table = Table(title=f"bench/stack.py ({args.messages:,} messages, {args.docs:,} docs)")
+    table = Table(title=f"bench.stack ({args.messages:,} messages, {args.docs:,} docs)")
     for col in ("measure", "result", "target"):
         table.add_column(col)
     for row in rows:
         table.add_row(*row)
     Console().print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "messages": args.messages,
-                "docs": args.docs,
-                "produce_msgs_per_s": {"kafka_python": kp, "aiokafka": ak},
-                "mongo_docs_per_s": upserts,
-                "stack_up_s": up_s,
-                "stack_restart_s": restart_s,
-                "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-            indent=2,
-        )
-        + "\n"
+    write_json(
+        RESULTS_DIR / "stack.json",
+        {
+            "messages": args.messages,
+            "docs": args.docs,
+            "produce_msgs_per_s": {"kafka_python": kp, "aiokafka": ak},
+            "mongo_docs_per_s": upserts,
+            "stack_up_s": up_s,
+            "stack_restart_s": restart_s,
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
     )
 
 

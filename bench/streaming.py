@@ -13,7 +13,7 @@
 
 Bounded workload on loopback; starts its own stack on free ports in a temporary data
 dir. Prints a table and writes ``bench/results/streaming.json``.
-Run: ``.venv/bin/python bench/streaming.py [--plays 300000] [--assign-duration 60]``
+Run: ``.venv/bin/python -m bench.streaming [--plays 300000] [--assign-duration 60]``
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -34,21 +33,19 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bench.common import RESULTS_DIR, temporary_stack, write_json
 from infra.kafka_clients import aio_producer, consumer, end_offsets, ensure_topics, producer
 from infra.mongo import database, init_db
 from infra.settings import Settings
 from infra.spark import spark_session
-from infra.stack.manager import LocalStack
-from infra.stack.process import free_port
 from schemas.codec import encode, encode_key
 from schemas.events import PlayEvent, PlayKind, TrackEvent
 from schemas.topics import PLAYS, TRACKS_ASSIGNED, TRACKS_NEW
-from streaming_jobs.assign_stream import start_assign
-from streaming_jobs.plays_stream import start_plays
-from streaming_jobs.stream_status import Counters, processed_offsets
-from streaming_jobs.training import TrainingOptions, run_training
+from streaming_jobs.model.train import TrainingOptions, run_training
+from streaming_jobs.streams.assign import start_assign
+from streaming_jobs.streams.plays import start_plays
+from streaming_jobs.streams.shared.status import Counters, processed_offsets
 
-RESULTS = Path(__file__).resolve().parent / "results" / "streaming.json"
 CATALOGUE = 106_574
 KINDS = (PlayKind.PLAY, PlayKind.PLAY, PlayKind.COMPLETE, PlayKind.SKIP, PlayKind.LIKE)
 
@@ -244,7 +241,7 @@ def bench_assign(spark: Any, settings: Settings, duration_s: float, interval_s: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.streaming", description=__doc__.splitlines()[0])
     parser.add_argument("--plays", type=int, default=300_000)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--assign-duration", type=float, default=60.0)
@@ -252,18 +249,10 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("plays", "assign"), help="run one part (and keep the other's last figures)"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "streaming.json")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cadenza-bench-") as tmp:
-        base = Settings(
-            data_dir=Path(tmp) / "stack",
-            kafka_port=free_port(),
-            kafka_controller_port=free_port(),
-            ferretdb_port=free_port(),
-            spark_master="local[2]",
-        )
-        stack = LocalStack(base)
-        stack.up()
+    with temporary_stack(data="stack", spark_master="local[2]") as (stack, tmp):
+        base = stack.settings
         spark = None
         try:
             results: dict[str, Any] = {"spark_master": "local[2]", "cpus": os.cpu_count()}
@@ -271,7 +260,7 @@ def main() -> None:
                 results = {**json.loads(args.out.read_text()), **results}
             spark = spark_session(base, "cadenza-bench-streaming", kafka=True)
             plays_settings = base.model_copy(
-                update={"data_dir": Path(tmp) / "plays", "topic_prefix": "bp.", "mongodb_db": "bench_plays"}
+                update={"data_dir": tmp / "plays", "topic_prefix": "bp.", "mongodb_db": "bench_plays"}
             )
             if args.only in (None, "plays"):
                 ensure_topics(plays_settings)
@@ -279,7 +268,7 @@ def main() -> None:
                 results["plays"] = bench_plays(spark, plays_settings, args.plays, args.users)
             assign_settings = base.model_copy(
                 update={
-                    "data_dir": Path(tmp) / "assign",
+                    "data_dir": tmp / "assign",
                     "topic_prefix": "ba.",
                     "mongodb_db": "bench_assign",
                     "stream_trigger_s": 1.0,
@@ -293,9 +282,7 @@ def main() -> None:
         finally:
             if spark is not None:
                 spark.stop()
-            stack.down()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    write_json(args.out, results)
     print_table(results)
 
 

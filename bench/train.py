@@ -5,25 +5,23 @@ structure, FMA's feature scales), generated in memory. Destination: a table on s
 and ``bench/results/train.json``.
 
 Measures, on ``local[2]`` through :func:`infra.spark.spark_session`: the fit of
-:func:`streaming_jobs.train.fit` for one k (caching + StandardScaler + two PCA fits +
+:func:`streaming_jobs.model.kmeans.fit` for one k (caching + StandardScaler + two PCA fits +
 K-Means; target < 180 s), the silhouette evaluation, assigning every track with the
 fitted pipeline, the numpy export's agreement with Spark and its throughput, then
 scikit-learn (StandardScaler + PCA with the same number of components + KMeans, one
 k-means++ init, 2 threads) for a ratio, and peak memory: the JVM's and Python's peak RSS.
 
-    .venv/bin/python bench/train.py            # full size
-    .venv/bin/python bench/train.py --n 20000  # quicker
+    .venv/bin/python -m bench.train            # full size
+    .venv/bin/python -m bench.train --n 20000  # quicker
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,13 +32,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from infra.settings import Settings  # noqa: E402
-from infra.spark import spark_session  # noqa: E402
-from streaming_jobs.dataset import to_spark  # noqa: E402
-from streaming_jobs.train import TrainConfig, fit, predict  # noqa: E402
+from bench.common import RESULTS_DIR, write_json
+from infra.settings import Settings
+from infra.spark import spark_session
+from streaming_jobs.model.dataset import to_spark
+from streaming_jobs.model.kmeans import TrainConfig, fit, predict
 
 console = Console()
 FMA_TRACKS = 106_574
@@ -104,7 +100,7 @@ def main(
     seed: int = typer.Option(42),
     driver_memory: str = typer.Option("2g", help="spark.driver.memory (Cadenza's default: 2g)."),
     sklearn: bool = typer.Option(True, "--sklearn/--no-sklearn", help="Also time scikit-learn."),
-    out: Path = typer.Option(ROOT / "bench" / "results" / "train.json"),
+    out: Path = typer.Option(RESULTS_DIR / "train.json"),
 ) -> None:
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -185,8 +181,7 @@ def main(
     results["target_fit_s"] = 180
     results["target_met"] = results["spark"]["fit_s"] < 180
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    write_json(out, results)
     print_table(results)
     console.print(f"wrote {out}")
 
@@ -231,4 +226,6 @@ def print_table(r: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    app = typer.Typer(add_completion=False)
+    app.command()(main)
+    app(prog_name="python -m bench.train")

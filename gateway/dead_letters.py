@@ -12,10 +12,12 @@ names are kept. Destinations: ``/metrics`` (``cadenza_dead_letters_total``,
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from infra.prometheus import family
+from prometheus_client.core import CounterMetricFamily, Metric
+
 from schemas.codec import decode
 from schemas.errors import SchemaError
 from schemas.events import DeadLetter
@@ -26,7 +28,7 @@ RECENT: Final = 50
 KNOWN_TOPICS: Final = frozenset(t.name for t in TOPICS)
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity, as a registry needs of a collector
 class DeadLetterLog:
     """Counts and the newest letters; ``prefix`` is the deployment's topic prefix."""
 
@@ -70,19 +72,19 @@ class DeadLetterLog:
         known = {s for _, s in self.counts}
         return stage if stage in known or len(known) < MAX_STAGES else "other"
 
-    def prometheus(self) -> list[str]:
-        return [
-            *family(
-                "cadenza_dead_letters_total",
-                "counter",
-                "Records a consumer could not process, by original topic and consuming stage "
-                "(read from cadenza.dlq since this gateway started).",
-                [({"topic": t, "stage": s}, n) for (t, s), n in sorted(self.counts.items())],
-            ),
-            *family(
-                "cadenza_gateway_dlq_unreadable_total",
-                "counter",
-                "Records on cadenza.dlq that are not dead letters (skipped).",
-                [(None, self.unreadable)],
-            ),
-        ]
+    def collect(self) -> Iterator[Metric]:
+        """The dead-letter families of ``/metrics`` (yielded by :meth:`gateway.feed.Feed.collect`)."""
+        letters = CounterMetricFamily(
+            "cadenza_dead_letters_total",
+            "Records a consumer could not process, by original topic and consuming stage "
+            "(read from cadenza.dlq since this gateway started).",
+            labels=["topic", "stage"],
+        )
+        for (topic, stage), n in sorted(self.counts.items()):
+            letters.add_metric([topic, stage], n)
+        yield letters
+        yield CounterMetricFamily(
+            "cadenza_gateway_dlq_unreadable_total",
+            "Records on cadenza.dlq that are not dead letters (skipped).",
+            self.unreadable,
+        )

@@ -17,14 +17,6 @@ class NotFoundError(GatewayError):
     """An unknown track, or a track without a servable audio file (HTTP 404)."""
 
 
-class RangeNotSatisfiableError(GatewayError):
-    """A syntactically valid Range that selects no byte of the file (HTTP 416)."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(f"no byte of the {size}-byte file is in the requested range")
-        self.size = size
-
-
 class BadRequestError(GatewayError):
     """A request body or parameter that cannot be used (HTTP 422 naming the field)."""
 
@@ -55,15 +47,3 @@ class RateLimitedError(GatewayError):
 
 class UnavailableError(GatewayError):
     """Kafka or MongoDB cannot be reached right now (HTTP 503)."""
-
-
-class SimulationError(GatewayError):
-    """The simulation cannot start (empty catalogue, no gateway, no broker)."""
-
-
-class HTTPClientError(GatewayError, ConnectionError):
-    """The simulator's HTTP client could not read the server's answer as one HTTP/1.1 response."""
-
-
-class ClosedUnansweredError(HTTPClientError):
-    """A connection closed before any byte of an answer arrived."""

@@ -20,16 +20,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from gateway.dead_letters import DeadLetterLog
 from gateway.hub import Hub
+from infra.faust_internals import force_metadata_update
 from infra.kafka_clients import aio_consumer
-from infra.prometheus import family
 from infra.settings import Settings
 from schemas.codec import decode
 from schemas.errors import SchemaError
@@ -37,7 +38,7 @@ from schemas.events import Recommendation, Trending
 from schemas.topics import DLQ, RECOMMENDATIONS, TRENDING
 
 log = logging.getLogger("cadenza.gateway.feed")
-DeadLetter = Callable[[Any, str], None]  # (aiokafka record, reason)
+DeadLetter = Callable[[Any, BaseException], None]  # (aiokafka record, why it was rejected)
 
 
 MODELS: dict[str, type[Recommendation] | type[Trending]] = {
@@ -103,7 +104,7 @@ class Feed:
             for topic in self.names:
                 parts = consumer.partitions_for_topic(topic)
                 if not parts:
-                    await consumer._client.force_metadata_update()
+                    await force_metadata_update(consumer)
                     parts = consumer.partitions_for_topic(topic) or {0}
                 tps += [TopicPartition(topic, p) for p in sorted(parts)]
             consumer.assign(tps)
@@ -178,24 +179,21 @@ class Feed:
     def _reject(self, record: Any, err: BaseException) -> None:
         self.hub.metrics.errors["feed_bad_message"] += 1
         if self.dead_letter is not None:
-            self.dead_letter(record, f"{type(err).__name__}: {err}")
+            self.dead_letter(record, err)
 
-    def prometheus(self) -> list[str]:
-        """The feed's own families: dead letters seen, and the newest message's age."""
+    def collect(self) -> Iterator[Metric]:
+        """The feed's families of ``/metrics``, read at scrape time: dead letters seen, and the
+        newest message's age."""
+        yield from self.letters.collect()
         age = -1.0 if self.message_at is None else max(0.0, time.time() - self.message_at)
-        return [
-            *self.letters.prometheus(),
-            *family(
-                "cadenza_gateway_feed_last_message_age_seconds",
-                "gauge",
-                "Seconds since the feed read its newest message (-1: none yet). Grows while "
-                "nothing arrives; alert when it is large while plays are accepted.",
-                [(None, round(age, 3))],
-            ),
-            *family(
-                "cadenza_gateway_feed_stalled_seconds",
-                "gauge",
-                "Seconds since the feed's last fetch answered (Kafka unreachable or the feed stuck).",
-                [(None, round(max(0.0, time.monotonic() - self.progress_at), 3))],
-            ),
-        ]
+        yield GaugeMetricFamily(
+            "cadenza_gateway_feed_last_message_age_seconds",
+            "Seconds since the feed read its newest message (-1: none yet). Grows while "
+            "nothing arrives; alert when it is large while plays are accepted.",
+            round(age, 3),
+        )
+        yield GaugeMetricFamily(
+            "cadenza_gateway_feed_stalled_seconds",
+            "Seconds since the feed's last fetch answered (Kafka unreachable or the feed stuck).",
+            round(max(0.0, time.monotonic() - self.progress_at), 3),
+        )

@@ -1,23 +1,30 @@
-"""The gateway's counters, fan-out latency and consumer lag, as Prometheus text and as rates.
+"""The gateway's counters, latency histograms and consumer lag, as Prometheus collectors and as rates.
 
 Sources: :mod:`gateway.hub` (connections, messages pushed, slow disconnects, send
 timeouts), the websocket writers (fan-out latency: from a message reaching this process
 to its websocket send completing), :mod:`gateway.plays` (plays accepted and refused),
 the limits of :mod:`gateway.routes` (refusals by reason) and error handlers; consumer
-lag rows from :mod:`infra.offsets`. Destinations: ``/metrics`` and ``/api/ops`` (the
-``/ops`` page).
+lag rows from :mod:`infra.offsets`. Destinations: ``/metrics`` (the app's registry,
+:mod:`gateway.routes.ops`) and ``/api/ops`` (the ``/ops`` page).
+
+The counters are plain attributes, bumped where things happen (cheap on the fan-out
+path) and read by :meth:`GatewayMetrics.collect` at scrape time as prometheus_client
+metric families; the latency histograms are prometheus_client ``Histogram``s.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from prometheus_client import Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
 from infra.offsets import LagRow
-from infra.prometheus import Histogram, family
+from infra.prometheus import latency_histogram
 
 #: Why a request or websocket was refused by a limit (each always exported, from 0).
 REFUSALS: Final = (
@@ -29,7 +36,7 @@ REFUSALS: Final = (
 )
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: a registry keeps its collectors in a dict
 class GatewayMetrics:
     connections: int = 0
     connections_total: int = 0
@@ -42,12 +49,24 @@ class GatewayMetrics:
     plays_refused: Counter[str] = field(default_factory=Counter)  # by field
     auth_failures: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # by kind
-    fanout: Histogram = field(default_factory=Histogram)
-    #: From a message's Kafka timestamp (its producer's clock) to this gateway reading it.
-    feed_delay: Histogram = field(default_factory=Histogram)
-    #: From the play a recommendation answers (its ``cause_ts``) to the recommendation's Kafka
-    #: timestamp: the plays topic, the recommender's queue and its work.
-    recommend_delay: Histogram = field(default_factory=Histogram)
+    fanout: Histogram = field(
+        default_factory=lambda: latency_histogram(
+            "cadenza_gateway_fanout_seconds", "From a message reaching the gateway to its websocket send."
+        )
+    )
+    feed_delay: Histogram = field(
+        default_factory=lambda: latency_histogram(
+            "cadenza_gateway_feed_delay_seconds",
+            "From a message's Kafka timestamp to the gateway reading it (includes clock skew).",
+        )
+    )
+    recommend_delay: Histogram = field(
+        default_factory=lambda: latency_histogram(
+            "cadenza_gateway_recommendation_delay_seconds",
+            "From the play a recommendation answers (cause_ts) to the recommender producing it "
+            "(its Kafka timestamp): the plays topic, the recommender's backlog and its work.",
+        )
+    )
     feed_messages: Counter[str] = field(default_factory=Counter)  # by topic
     _last: tuple[float, int, int] | None = None
 
@@ -74,107 +93,93 @@ class GatewayMetrics:
             "errors": sum(self.errors.values()) + sum(self.plays_refused.values()) + self.auth_failures,
         }
 
-    def prometheus(self, lag: Sequence[LagRow] = (), lag_error: str | None = None) -> str:
-        lines = [
-            *family("cadenza_gateway_connections", "gauge", "Open websockets.", [(None, self.connections)]),
-            *family(
-                "cadenza_gateway_connections_total",
-                "counter",
-                "Websockets accepted.",
-                [(None, self.connections_total)],
-            ),
-            *family(
-                "cadenza_gateway_messages_pushed_total",
-                "counter",
-                "Messages sent to websockets.",
-                [(None, self.messages_pushed)],
-            ),
-            *family(
-                "cadenza_gateway_slow_disconnects_total",
-                "counter",
-                "Websockets dropped because their send queue overflowed (close 4408).",
-                [(None, self.slow_disconnects)],
-            ),
-            *family(
-                "cadenza_gateway_send_timeouts_total",
-                "counter",
-                "Websockets dropped because one send took longer than CADENZA_WS_SEND_TIMEOUT_S "
-                "(the browser stopped reading; close 4408).",
-                [(None, self.send_timeouts)],
-            ),
-            *family(
-                "cadenza_gateway_refused_total",
-                "counter",
-                "Requests and websockets refused by a limit, by reason (body_too_large: 413, body_too_deep: "
-                "400, plays_rate: 429, ws_listener_cap: close 4429, ws_process_cap: close 1013).",
-                [({"reason": r}, n) for r, n in sorted(self.refused.items())],
-            ),
-            *family(
-                "cadenza_gateway_feed_messages_total",
-                "counter",
-                "Messages read from Kafka, by topic.",
-                [({"topic": t}, n) for t, n in sorted(self.feed_messages.items())],
-            ),
-            *family(
-                "cadenza_gateway_plays_accepted_total",
-                "counter",
-                "Plays published to Kafka (HTTP 202).",
-                [(None, self.plays_accepted)],
-            ),
-            *family(
-                "cadenza_gateway_plays_refused_total",
-                "counter",
-                "Plays refused (HTTP 422), by field.",
-                [({"field": f}, n) for f, n in sorted(self.plays_refused.items())],
-            ),
-            *family(
-                "cadenza_gateway_auth_failures_total",
-                "counter",
-                "Requests refused for their token.",
-                [(None, self.auth_failures)],
-            ),
-            *family(
-                "cadenza_gateway_errors_total",
-                "counter",
-                "Errors, by kind.",
-                [({"kind": k}, n) for k, n in sorted(self.errors.items())],
-            ),
-            *self.fanout.lines(
-                "cadenza_gateway_fanout_seconds", "From a message reaching the gateway to its websocket send."
-            ),
-            *self.feed_delay.lines(
-                "cadenza_gateway_feed_delay_seconds",
-                "From a message's Kafka timestamp to the gateway reading it (includes clock skew).",
-            ),
-            *self.recommend_delay.lines(
-                "cadenza_gateway_recommendation_delay_seconds",
-                "From the play a recommendation answers (cause_ts) to the recommender producing it "
-                "(its Kafka timestamp): the plays topic, the recommender's backlog and its work.",
-            ),
-            *family(
-                "cadenza_consumer_lag",
-                "gauge",
-                "Messages behind the log end, per consumer group (or Spark query), topic and partition.",
-                [
-                    ({"consumer": r.name, "kind": r.kind, "topic": r.topic, "partition": r.partition}, r.lag)
-                    for r in lag
-                ],
-            ),
-            *family(
-                "cadenza_consumer_group_stable",
-                "gauge",
-                "1 when a consumer group is Stable; 0 while it rebalances (a worker joined or died) or "
-                "when it has no members.",
-                [
-                    ({"consumer": name, "state": state}, 1 if state == "Stable" else 0)
-                    for name, state in sorted({(r.name, r.state) for r in lag if r.kind == "group"})
-                ],
-            ),
-            *family(
-                "cadenza_consumer_lag_up",
-                "gauge",
-                "1 when consumer lag could be read from the broker.",
-                [(None, 0 if lag_error else 1)],
-            ),
-        ]
-        return "\n".join(lines) + "\n"
+    def collect(self) -> Iterator[Metric]:
+        """The families of ``/metrics``, read from the counters above at scrape time."""
+        yield GaugeMetricFamily("cadenza_gateway_connections", "Open websockets.", self.connections)
+        yield CounterMetricFamily(
+            "cadenza_gateway_connections_total", "Websockets accepted.", self.connections_total
+        )
+        yield CounterMetricFamily(
+            "cadenza_gateway_messages_pushed_total", "Messages sent to websockets.", self.messages_pushed
+        )
+        yield CounterMetricFamily(
+            "cadenza_gateway_slow_disconnects_total",
+            "Websockets dropped because their send queue overflowed (close 4408).",
+            self.slow_disconnects,
+        )
+        yield CounterMetricFamily(
+            "cadenza_gateway_send_timeouts_total",
+            "Websockets dropped because one send took longer than CADENZA_WS_SEND_TIMEOUT_S "
+            "(the browser stopped reading; close 4408).",
+            self.send_timeouts,
+        )
+        yield counts(
+            "cadenza_gateway_refused_total",
+            "Requests and websockets refused by a limit, by reason (body_too_large: 413, body_too_deep: "
+            "400, plays_rate: 429, ws_listener_cap: close 4429, ws_process_cap: close 1013).",
+            "reason",
+            self.refused,
+        )
+        yield counts(
+            "cadenza_gateway_feed_messages_total",
+            "Messages read from Kafka, by topic.",
+            "topic",
+            self.feed_messages,
+        )
+        yield CounterMetricFamily(
+            "cadenza_gateway_plays_accepted_total",
+            "Plays published to Kafka (HTTP 202).",
+            self.plays_accepted,
+        )
+        yield counts(
+            "cadenza_gateway_plays_refused_total",
+            "Plays refused (HTTP 422), by field.",
+            "field",
+            self.plays_refused,
+        )
+        yield CounterMetricFamily(
+            "cadenza_gateway_auth_failures_total", "Requests refused for their token.", self.auth_failures
+        )
+        yield counts("cadenza_gateway_errors_total", "Errors, by kind.", "kind", self.errors)
+        yield from self.fanout.collect()
+        yield from self.feed_delay.collect()
+        yield from self.recommend_delay.collect()
+
+
+def counts(name: str, documentation: str, label: str, by: Mapping[str, int]) -> CounterMetricFamily:
+    """A counter family with one sample per key of ``by`` (in key order), labelled ``label``."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, n in sorted(by.items()):
+        family.add_metric([key], n)
+    return family
+
+
+class ConsumerLag:
+    """Consumer lag as read at scrape time: ``read()`` gives the rows and the error (None when
+    the broker answered) of the gateway's latest reading (:meth:`gateway.state.Gateway.refresh_lag`)."""
+
+    def __init__(self, read: Callable[[], tuple[Sequence[LagRow], str | None]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        rows, error = self.read()
+        lag = GaugeMetricFamily(
+            "cadenza_consumer_lag",
+            "Messages behind the log end, per consumer group (or Spark query), topic and partition.",
+            labels=["consumer", "kind", "topic", "partition"],
+        )
+        for r in rows:
+            lag.add_metric([r.name, r.kind, r.topic, str(r.partition)], r.lag)
+        yield lag
+        stable = GaugeMetricFamily(
+            "cadenza_consumer_group_stable",
+            "1 when a consumer group is Stable; 0 while it rebalances (a worker joined or died) or "
+            "when it has no members.",
+            labels=["consumer", "state"],
+        )
+        for name, state in sorted({(r.name, r.state) for r in rows if r.kind == "group"}):
+            stable.add_metric([name, state], 1 if state == "Stable" else 0)
+        yield stable
+        yield GaugeMetricFamily(
+            "cadenza_consumer_lag_up", "1 when consumer lag could be read from the broker.", 0 if error else 1
+        )

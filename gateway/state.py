@@ -92,10 +92,11 @@ class Gateway:
         except Exception as err:
             self.lag_error = f"{type(err).__name__}: {err}"
 
-    def send_dead_letter(self, rec: Any, reason: str) -> None:
+    def send_dead_letter(self, rec: Any, error: BaseException) -> None:
+        """``rec`` to ``cadenza.dlq`` with ``error``'s class and message (stage ``gateway``)."""
         if self.producer is None:
             return
-        letter = dead_letter_for(rec, ValueError(reason), "gateway")
+        letter = dead_letter_for(rec, error, "gateway")
         task = asyncio.ensure_future(
             self.producer.send(self.settings.topic(DLQ), key=rec.key, value=encode(letter))
         )

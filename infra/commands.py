@@ -179,10 +179,10 @@ def config(
         print(settings_markdown())
         return
     table = Table(title="Settings (environment variable = current value)", title_justify="left")
-    for col in ("variable", "value", "meaning"):
+    for col in ("component", "variable", "value", "meaning"):
         table.add_column(col)
-    for name, value, _default, description in settings_rows(settings):
-        table.add_row(name, value, description)
+    for component, name, value, _default, description in settings_rows(settings):
+        table.add_row(component, name, value, description)
     console.print(table)
 
 

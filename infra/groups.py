@@ -2,7 +2,7 @@
 
 Source: the group coordinator (Kafka's DescribeGroups, through kafka-python's admin
 client). Destinations: ``cadenza stack status`` and ``cadenza lag`` print it, and
-``bench/faults.py`` watches it to time a rebalance after a recommender worker dies.
+``python -m bench.faults`` watches it to time a rebalance after a recommender worker dies.
 Faust workers put their web address in their subscription's user data; it is shown when
 present, so an operator sees which worker (``:6066``, ``:6067`` …) owns a partition.
 """

@@ -1,85 +1,89 @@
-"""Prometheus text exposition (format 0.0.4) for Cadenza's ``/metrics`` pages, without a client library.
+"""Cadenza's Prometheus metrics through ``prometheus_client``, and reading a ``/metrics`` page back.
 
-Sources: counters, gauges and histograms kept by each service in memory
-(``recommender_stream.metrics``, ``gateway.metrics``). Destination: the text a
-Prometheus server scrapes. Pure formatting; one process's values only.
+Sources: each service's collectors (:mod:`gateway.metrics`, :mod:`gateway.feed`,
+:mod:`recommender_stream.metrics`), prometheus_client's ``ProcessCollector``, and for
+the readers the text a ``/metrics`` page served. Destinations: one
+``CollectorRegistry`` per app (:func:`app_registry`), its exposition for the
+``/metrics`` pages (:func:`exposition`: prometheus_client's ``generate_latest`` and
+``CONTENT_TYPE_LATEST``), and for benches and tests flat
+``{'name{labels}': value}`` dicts (:func:`parse_metrics`, through prometheus_client's
+parser; :func:`samples`) and histogram summaries (:func:`histogram_delta`).
 """
 
 from __future__ import annotations
 
-import bisect
-import contextlib
-import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 #: Latency buckets (seconds) shared by every histogram.
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-Labels = Mapping[str, str | int]
+# Cadenza exports no ``<name>_created`` series (prometheus_client adds one to every counter
+# and histogram by default): dashboards and rules.yml know only the names below.
+disable_created_metrics()
 
 
-def _escape(value: str | int) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def latency_histogram(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Histogram:
+    """A histogram of durations (seconds) over :data:`LATENCY_BUCKETS_S`, in no registry:
+    the collector that owns it yields it (``yield from histogram.collect()``)."""
+    return Histogram(name, documentation, labelnames, buckets=LATENCY_BUCKETS_S, registry=None)
 
 
-def label_text(labels: Labels | None) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+def app_registry(*collectors: Collector) -> CollectorRegistry:
+    """A registry of one app (never prometheus_client's global one, so apps and tests in one
+    process do not collide): the ``process_*`` metrics, among them
+    ``process_start_time_seconds`` for the crash-loop alert, then ``collectors``."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    for collector in collectors:
+        registry.register(collector)
+    return registry
 
 
-def family(
-    name: str, kind: str, help_text: str, samples: Iterable[tuple[Labels | None, float | int]]
-) -> list[str]:
-    """Lines of one metric family: HELP, TYPE and one line per labelled sample."""
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    lines += [f"{name}{label_text(labels)} {value}" for labels, value in samples]
-    return lines
-
-
-@dataclass
-class Histogram:
-    """Cumulative-bucket histogram of durations (seconds)."""
-
-    bounds: tuple[float, ...] = LATENCY_BUCKETS_S
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    n: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.counts:
-            self.counts = [0] * (len(self.bounds) + 1)
-
-    def observe(self, seconds: float) -> None:
-        self.n += 1
-        self.total += seconds
-        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
-
-    def lines(self, name: str, help_text: str, labels: Labels | None = None) -> list[str]:
-        base = dict(labels or {})
-        out = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-        cumulative = 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            cumulative += count
-            le = "+Inf" if bound == float("inf") else f"{bound:g}"
-            out.append(f"{name}_bucket{label_text({**base, 'le': le})} {cumulative}")
-        out.append(f"{name}_sum{label_text(base)} {self.total:.6f}")
-        out.append(f"{name}_count{label_text(base)} {self.n}")
-        return out
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The body and Content-Type of a ``/metrics`` answer (Prometheus text format 0.0.4)."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text -> {'name{labels}': value}."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, _, value = line.rpartition(" ")
-        with contextlib.suppress(ValueError):
-            out[name] = float(value)
-    return out
+    """Prometheus text -> ``{'name{labels}': value}``, labels in the order of the text.
+
+    Keys are spelled like the sample lines (``cadenza_gateway_refused_total{reason="plays_rate"}``;
+    prometheus_client writes labels in name order). Raises ``ValueError`` on text that is
+    not the Prometheus format.
+    """
+    return {
+        sample.name + _label_key(sample.labels): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def samples(*collectors: Collector) -> dict[str, float]:
+    """What ``collectors`` export now, as :func:`parse_metrics` reads their ``/metrics`` text."""
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    return parse_metrics(generate_latest(registry).decode())
+
+
+def _label_key(labels: Mapping[str, str]) -> str:
+    # The label part of a parse_metrics key (a dict key, not exposition text).
+    if not labels:
+        return ""
+    escaped = (v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') for v in labels.values())
+    return "{" + ",".join(f'{k}="{v}"' for k, v in zip(labels, escaped, strict=True)) + "}"
 
 
 def histogram_delta(before: dict[str, float], after: dict[str, float], name: str) -> dict[str, Any]:
@@ -105,18 +109,3 @@ def histogram_delta(before: dict[str, float], after: dict[str, float], name: str
         "p50_le_ms": upper(0.5),
         "p99_le_ms": upper(0.99),
     }
-
-
-#: When this process started (``process_start_time_seconds``, the name Prometheus clients
-#: use), for the crash-loop alert in ``infra/deploy/prometheus/rules.yml``.
-PROCESS_STARTED = time.time()
-
-
-def process_lines() -> list[str]:
-    """The ``process_start_time_seconds`` family of this process."""
-    return family(
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process since the Unix epoch in seconds.",
-        [(None, round(PROCESS_STARTED, 3))],
-    )

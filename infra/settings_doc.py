@@ -1,7 +1,8 @@
 """Documentation of the settings: rows for ``cadenza config`` and the README table.
 
-Source: the field metadata of :class:`infra.settings.Settings` (descriptions and
-defaults), so the README cannot drift from the code.
+Source: the field metadata of each component's settings class (:data:`infra.settings.COMPONENTS`:
+descriptions and defaults), so the README cannot drift from the code. Rows come grouped by
+component, in the order of ``COMPONENTS``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from infra.errors import ConfigError
-from infra.settings import Settings
+from infra.settings import COMPONENTS, Settings
 
 
 def _show(value: object) -> str:
@@ -20,23 +21,44 @@ def _show(value: object) -> str:
     return "(derived)" if value is None else str(value)
 
 
-def settings_rows(settings: Settings | None = None) -> list[tuple[str, str, str, str]]:
-    """(variable, current value, default, description) for every setting."""
-    rows = []
-    for name, field in Settings.model_fields.items():
-        default = field.default
-        current = getattr(settings, name) if settings is not None else default
-        rows.append((f"CADENZA_{name.upper()}", _show(current), _show(default), field.description or ""))
-    return rows
+def component_name(cls: type) -> str:
+    """``KafkaSettings`` -> ``Kafka``: the heading of its group."""
+    return cls.__name__.removesuffix("Settings")
+
+
+def components() -> list[tuple[str, str, list[str]]]:
+    """(heading, module, field names) of each component, in :data:`COMPONENTS` order; a field
+    belongs to the first component that declares it."""
+    seen: set[str] = set()
+    out = []
+    for cls in COMPONENTS:
+        own = [n for n in cls.model_fields if n not in seen]  # type: ignore[attr-defined]
+        seen.update(own)
+        out.append((component_name(cls), cls.__module__, own))
+    return out
+
+
+def _row(name: str, settings: Settings | None) -> tuple[str, str, str, str]:
+    field = Settings.model_fields[name]
+    current = getattr(settings, name) if settings is not None else field.default
+    return f"CADENZA_{name.upper()}", _show(current), _show(field.default), field.description or ""
+
+
+def settings_rows(settings: Settings | None = None) -> list[tuple[str, str, str, str, str]]:
+    """(component, variable, current value, default, description) for every setting."""
+    return [(heading, *_row(name, settings)) for heading, _module, names in components() for name in names]
 
 
 def settings_markdown() -> str:
-    """A Markdown table of every variable, its default and meaning."""
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, _current, default, description in settings_rows():
-        shown = default.replace(str(Settings.model_fields["cache_dir"].default), "~/.cache/cadenza")
-        lines.append(f"| `{name}` | `{shown}` | {description} |")
-    return "\n".join(lines)
+    """One Markdown table per component: every variable, its default and meaning."""
+    home = str(Settings.model_fields["cache_dir"].default)
+    lines: list[str] = []
+    for heading, module, names in components():
+        lines += ["", f"**{heading}** (`{module}`)", "", "| variable | default | meaning |", "|---|---|---|"]
+        for name in names:
+            variable, _current, default, description = _row(name, None)
+            lines.append(f"| `{variable}` | `{default.replace(home, '~/.cache/cadenza')}` | {description} |")
+    return "\n".join(lines[1:])
 
 
 START, END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"

@@ -12,7 +12,15 @@ environment, secrets included), one log per process under ``<data dir>/logs/<pro
 (rotated at ``log_max_mb``, ``log_backups`` kept; created owner-only, umask 077), and
 supervisord itself (daemon, pid in ``<data dir>/run/supervisord.pid``, control socket
 ``<data dir>/run/supervisor.sock``), which restarts a program that dies. ``cadenza demo
-status`` and ``cadenza demo stop`` talk to it through ``supervisorctl``.
+status``, ``cadenza demo stop``, the tests and the benches talk to it through supervisor's
+XML-RPC interface on that socket (:func:`rpc`: typed process records, faults as codes), never
+by reading ``supervisorctl``'s text. The configuration is written with :mod:`configparser`.
+
+Why the local stack (``cadenza stack up``: Kafka, FerretDB, Spark daemons) is not under
+supervisord too: see the README's "Two supervisors" — in short, tests and benches start,
+kill and restart single brokers and Spark daemons on their own ports and data dirs, and
+wait for each to be ready, which :mod:`infra.stack` does with pid files; supervisord is
+for the demo's programs, which must come back by themselves when they die.
 
 The gateways offer demo sign-in only when they listen on loopback. Without a configured
 ``CADENZA_TOKEN_SECRET`` the programs sign with ``<data dir>/token-secret``, a random
@@ -22,15 +30,20 @@ secret created here once per data dir (mode 0600), which they read themselves
 
 from __future__ import annotations
 
+import configparser
+import io
 import shlex
 import shutil
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
+from supervisor.xmlrpc import Faults, SupervisorTransport
 
 from infra.errors import ConfigError, InfraError
 from infra.settings import (
@@ -92,52 +105,50 @@ def demo_signin(settings: Settings) -> bool:
     return is_loopback(settings.gateway_host)
 
 
+def socket_path(settings: Settings) -> Path:
+    return settings.run_path.resolve() / "supervisor.sock"
+
+
 def render(settings: Settings, python: str = sys.executable) -> str:
     """supervisord.conf for :func:`programs` (pure)."""
     run, logs = settings.run_path.resolve(), settings.logs_path.resolve()
-    parts = [
-        "[unix_http_server]",
-        f"file={run / 'supervisor.sock'}",
-        "chmod=0700",
-        "",
-        "[supervisord]",
-        f"pidfile={run / 'supervisord.pid'}",
-        f"logfile={logs / 'supervisord.log'}",
-        f"logfile_maxbytes={settings.log_max_mb}MB",
-        f"logfile_backups={settings.log_backups}",
-        "umask=077",  # logs (gateway logs can hold request URLs) and files only for the owner
-        f"directory={Path.cwd().resolve()}",
-        "",
-        "[rpcinterface:supervisor]",
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-        "",
-        "[supervisorctl]",
-        f"serverurl=unix://{run / 'supervisor.sock'}",
-        "",
-    ]
+    conf = configparser.RawConfigParser(interpolation=None)
+    conf.optionxform = str  # type: ignore[assignment,method-assign]  # keep keys as written
+    conf["unix_http_server"] = {"file": str(socket_path(settings)), "chmod": "0700"}
+    conf["supervisord"] = {
+        "pidfile": str(run / "supervisord.pid"),
+        "logfile": str(logs / "supervisord.log"),
+        "logfile_maxbytes": f"{settings.log_max_mb}MB",
+        "logfile_backups": str(settings.log_backups),
+        "umask": "077",  # logs (gateway logs can hold request URLs) and files only for the owner
+        "directory": str(Path.cwd().resolve()),
+    }
+    conf["rpcinterface:supervisor"] = {
+        "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"
+    }
+    conf["supervisorctl"] = {"serverurl": f"unix://{socket_path(settings)}"}
     for priority, program in enumerate(programs(settings), start=1):
         given = {**configured(settings), "demo_signin": demo_signin(settings), **dict(program.settings)}
         env = child_env(settings, **given)
-        environment = ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(env.items()) if _plain(k))
-        parts += [
-            f"[program:{program.name}]",
-            f"command={shlex.join(niced([python, '-m', program.module, *program.argv], program.nice))}",
-            f"environment={environment}",
-            f"priority={priority * 10}",
-            "autorestart=true",
-            "startsecs=5",
-            "startretries=5",
-            "stopsignal=TERM",
-            "stopwaitsecs=60",
-            "stopasgroup=true",
-            "killasgroup=true",
-            "redirect_stderr=true",
-            f"stdout_logfile={logs / (program.name + '.log')}",
-            f"stdout_logfile_maxbytes={settings.log_max_mb}MB",
-            f"stdout_logfile_backups={settings.log_backups}",
-            "",
-        ]
-    return "\n".join(parts)
+        conf[f"program:{program.name}"] = {
+            "command": shlex.join(niced([python, "-m", program.module, *program.argv], program.nice)),
+            "environment": ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(env.items()) if _plain(k)),
+            "priority": str(priority * 10),
+            "autorestart": "true",
+            "startsecs": "5",
+            "startretries": "5",
+            "stopsignal": "TERM",
+            "stopwaitsecs": "60",
+            "stopasgroup": "true",
+            "killasgroup": "true",
+            "redirect_stderr": "true",
+            "stdout_logfile": str(logs / (program.name + ".log")),
+            "stdout_logfile_maxbytes": f"{settings.log_max_mb}MB",
+            "stdout_logfile_backups": str(settings.log_backups),
+        }
+    out = io.StringIO()
+    conf.write(out)
+    return out.getvalue()
 
 
 def configured(settings: Settings) -> dict[str, object]:
@@ -172,18 +183,63 @@ def _tool(name: str) -> str:
     return found
 
 
-def ctl(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``supervisorctl -c <conf> args…``."""
-    return subprocess.run(
-        [_tool("supervisorctl"), "-c", str(conf_path(settings)), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def rpc(settings: Settings) -> Any:
+    """supervisord's XML-RPC interface (``supervisor.*`` methods) on the demo's control socket."""
+    transport = SupervisorTransport(None, None, f"unix://{socket_path(settings)}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport, allow_none=True)
+
+
+def _call(settings: Settings, method: str, *args: Any, ok: tuple[int, ...] = ()) -> Any:
+    """``supervisor.<method>(*args)``; a fault whose code is in ``ok`` (already started, not
+    running) is not an error and returns None; any other becomes an :class:`InfraError`."""
+    try:
+        return getattr(rpc(settings).supervisor, method)(*args)
+    except xmlrpc.client.Fault as fault:
+        if fault.faultCode in ok:
+            return None
+        raise InfraError(f"supervisord refused {method}{args}: {fault.faultString}") from None
+    except OSError as err:
+        raise InfraError(
+            f"supervisord is not answering on {socket_path(settings)} ({err}): is the demo running? "
+            "(`cadenza demo status`)"
+        ) from None
 
 
 def running(settings: Settings) -> bool:
-    return conf_path(settings).is_file() and ctl(settings, "pid").returncode == 0
+    """True when the demo's supervisord answers on its socket."""
+    if not socket_path(settings).exists():
+        return False
+    try:
+        return rpc(settings).supervisor.getState()["statename"] == "RUNNING"
+    except (OSError, xmlrpc.client.Error):
+        return False
+
+
+def start_program(settings: Settings, name: str) -> None:
+    """Start one program and wait until it is RUNNING (its ``startsecs`` passed)."""
+    _call(settings, "startProcess", name, True, ok=(Faults.ALREADY_STARTED,))
+
+
+def stop_program(settings: Settings, name: str) -> None:
+    """Stop one program (TERM, then KILL after ``stopwaitsecs``); supervisord does not restart
+    it until :func:`start_program`."""
+    _call(settings, "stopProcess", name, True, ok=(Faults.NOT_RUNNING,))
+
+
+def restart_program(settings: Settings, name: str) -> None:
+    stop_program(settings, name)
+    start_program(settings, name)
+
+
+def signal_program(settings: Settings, name: str, sig: str) -> None:
+    """Send ``sig`` (``"KILL"``, ``"TERM"``, …) to one program; supervisord restarts it when it dies."""
+    _call(settings, "signalProcess", name, sig)
+
+
+def program_pid(settings: Settings, name: str) -> int | None:
+    """The running program's pid, None when it is not running."""
+    info = _call(settings, "getProcessInfo", name)
+    return int(info["pid"]) or None if info["statename"] == "RUNNING" else None
 
 
 def token_secret(settings: Settings) -> str:
@@ -209,12 +265,17 @@ def check(settings: Settings) -> None:
 
 def start(settings: Settings) -> None:
     """Check that the gateways may start, write the config (mode 0600) and start supervisord
-    (or have a running one re-read it)."""
+    (or have a running one re-read it: programs added, removed or changed are applied)."""
     check(settings)
     write_conf(settings)
     if running(settings):
-        ctl(settings, "update")
-        ctl(settings, "start", "all")
+        added, changed, removed = _call(settings, "reloadConfig")[0]
+        for name in (*changed, *removed):
+            _call(settings, "stopProcessGroup", name, True)
+            _call(settings, "removeProcessGroup", name)
+        for name in (*changed, *added):
+            _call(settings, "addProcessGroup", name, ok=(Faults.ALREADY_ADDED,))
+        _call(settings, "startAllProcesses", True)
         return
     done = subprocess.run(
         [_tool("supervisord"), "-c", str(conf_path(settings))], capture_output=True, text=True, check=False
@@ -223,26 +284,25 @@ def start(settings: Settings) -> None:
         raise InfraError(f"supervisord did not start: {done.stderr.strip() or done.stdout.strip()}")
 
 
-def status(settings: Settings) -> list[dict[str, str]]:
-    """One row per program: name, state (RUNNING, STARTING, BACKOFF, STOPPED…), details."""
+def status(settings: Settings) -> list[dict[str, Any]]:
+    """One row per program: name, state (RUNNING, STARTING, BACKOFF, STOPPED…), pid (0 when
+    not running) and supervisord's description (``pid 123, uptime 0:01:02``, the last exit)."""
     if not running(settings):
         return [
-            {"name": p.name, "state": "STOPPED", "info": "supervisord is not running"}
+            {"name": p.name, "state": "STOPPED", "pid": 0, "info": "supervisord is not running"}
             for p in programs(settings)
         ]
-    rows = []
-    for line in ctl(settings, "status").stdout.splitlines():
-        fields = line.split(None, 2)
-        if len(fields) >= 2:
-            rows.append({"name": fields[0], "state": fields[1], "info": fields[2] if len(fields) > 2 else ""})
-    return rows
+    return [
+        {"name": p["name"], "state": p["statename"], "pid": int(p["pid"]), "info": p["description"]}
+        for p in _call(settings, "getAllProcessInfo")
+    ]
 
 
 def stop(settings: Settings) -> bool:
     """Stop every program and supervisord; False when it was not running."""
     if not running(settings):
         return False
-    ctl(settings, "shutdown")
+    _call(settings, "shutdown", ok=(Faults.SHUTDOWN_STATE,))
     deadline = time.monotonic() + 120
     while running(settings) and time.monotonic() < deadline:
         time.sleep(0.5)

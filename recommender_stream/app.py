@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,10 @@ import faust
 from aiokafka import TopicPartition
 from pymongo.errors import PyMongoError
 
+from infra.faust_internals import SafeTableManager, force_metadata_update
 from infra.kafka_clients import aio_consumer
 from infra.mongo import client as mongo_client
-from infra.prometheus import process_lines
+from infra.prometheus import app_registry, exposition
 from infra.settings import RECOMMENDER_TABLE, Settings
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.catalogue_loader import load_catalogue, load_model
@@ -33,7 +33,6 @@ from recommender_stream.delivery import DeliveryGuard
 from recommender_stream.errors import CatalogueError
 from recommender_stream.listener import Limits
 from recommender_stream.processor import Output, Processor, Record
-from recommender_stream.recovery import SafeTableManager
 from recommender_stream.transport import WorkerApp
 from schemas.cluster_model import current_version
 from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_NEW, TRENDING
@@ -119,7 +118,7 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
     app = WorkerApp(
         app_id(settings),
         **app_options(settings, datadir, web_port or settings.faust_port),
-        # Faust's stock recovery can drop the plays a restarted worker fetches (recovery.py).
+        # Faust's stock recovery can drop the plays a restarted worker fetches (infra.faust_internals).
         TableManager=SafeTableManager,
     )
     runtime = Runtime(
@@ -178,11 +177,14 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
         assert runtime.send is not None
         await follow_feeds(runtime, runtime.send)
 
+    # This worker's own registry: the processor's metrics and the process_* metrics.
+    registry = app_registry(runtime.processor.metrics)
+
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        text = runtime.processor.metrics.prometheus({"worker": os.getpid()})
-        text = text.rstrip("\n") + "\n" + "\n".join(process_lines()) + "\n"
-        return web.text(text, content_type="text/plain")
+        body, media_type = exposition(registry)
+        # As a header: aiohttp refuses a content_type argument that carries a charset.
+        return web.bytes(body, headers={"Content-Type": media_type})
 
     return app, runtime
 
@@ -270,5 +272,5 @@ async def load_until_done(
 
 
 async def _partitions(consumer: Any, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()
+    await force_metadata_update(consumer)
     return set(consumer.partitions_for_topic(topic) or {0})

@@ -11,10 +11,10 @@ import asyncio
 
 import faust
 
+from infra.faust_internals import require_pinned
 from infra.logs import setup_logging
 from infra.settings import get_settings
 from recommender_stream.app import create_app
-from recommender_stream.pinned import require_pinned
 
 
 def use_event_loop(name: str) -> None:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="recommender_stream.worker")
     parser.add_argument("--web-port", type=int, default=None)
     args = parser.parse_args(argv)
-    require_pinned()  # recovery.py and transport.py rely on internals of these exact releases
+    require_pinned()  # infra/faust_internals.py relies on internals of these exact releases
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
     use_event_loop(settings.event_loop)

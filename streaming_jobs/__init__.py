@@ -1,1 +1,1 @@
-"""Spark jobs: K-Means training and registry, and the Structured Streaming queries."""
+"""Spark jobs: the K-Means model (:mod:`.model`) and the Structured Streaming queries (:mod:`.streams`)."""

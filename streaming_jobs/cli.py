@@ -31,9 +31,9 @@ from infra.logs import setup_logging
 from infra.mongo import Doc, client
 from infra.settings import Settings, get_settings
 from schemas.documents import ModelDoc
-from streaming_jobs import registry
 from streaming_jobs.errors import TrainingConfigError
-from streaming_jobs.report import summary_rows, write_report
+from streaming_jobs.model import registry
+from streaming_jobs.model.report import summary_rows, write_report
 
 console = Console()
 model_app = typer.Typer(
@@ -42,7 +42,7 @@ model_app = typer.Typer(
 
 
 class RichProgress:
-    """:class:`streaming_jobs.progress.Progress` on a rich progress display."""
+    """:class:`streaming_jobs.model.progress.Progress` on a rich progress display."""
 
     def __init__(self, bar: RichProgressBar) -> None:
         self._bar = bar
@@ -122,7 +122,7 @@ def _print_model(doc: ModelDoc) -> None:
 
 
 def _ks(k: int | None, k_range: str | None, default: int) -> tuple[int, ...]:
-    from streaming_jobs.train import parse_k_range
+    from streaming_jobs.model.kmeans import parse_k_range
 
     if k is not None and k_range is not None:
         raise TrainingConfigError("give either --k or --k-range, not both")
@@ -149,7 +149,7 @@ def train(
     """Train K-Means on every track's feature vector (Spark ML: scaler, PCA, K-Means),
     evaluate it against genres and baselines, and register it."""
     from infra.spark import spark_session
-    from streaming_jobs.training import TrainingOptions, run_training
+    from streaming_jobs.model.train import TrainingOptions, run_training
 
     settings = _settings()
     options = TrainingOptions(
@@ -253,7 +253,7 @@ ONCE_HELP = "Process what is on the topic now, then stop (catch-up or batch use)
     "bad records -> dlq. A newly promoted model is used from the next micro-batch. Ctrl-C stops.",
 )
 def stream_assign(once: bool = typer.Option(False, "--once", help=ONCE_HELP)) -> None:
-    from streaming_jobs.stream_runner import run
+    from streaming_jobs.streams.runner import run
 
     raise typer.Exit(run(_settings(), "assign", once=once))
 
@@ -265,7 +265,7 @@ def stream_assign(once: bool = typer.Option(False, "--once", help=ONCE_HELP)) ->
     "the data dir. Ctrl-C stops.",
 )
 def stream_plays(once: bool = typer.Option(False, "--once", help=ONCE_HELP)) -> None:
-    from streaming_jobs.stream_runner import run
+    from streaming_jobs.streams.runner import run
 
     raise typer.Exit(run(_settings(), "plays", once=once))
 
@@ -282,8 +282,8 @@ def stream_status(
 
     from infra.errors import UnreachableError
     from infra.kafka_clients import end_offsets
-    from streaming_jobs.stream_names import SOURCES
-    from streaming_jobs.stream_status import query_rows
+    from streaming_jobs.streams.shared.names import SOURCES
+    from streaming_jobs.streams.shared.status import query_rows
 
     settings = _settings()
     note = None

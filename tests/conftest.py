@@ -30,6 +30,25 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
+#: Fixtures that start a real part, and the mark a test using one must carry (so that
+#: ``pytest -m "not spark"`` or ``make unit`` never starts Spark or waits for a broker).
+NEEDS_MARK = {"spark": "spark", "stack_overrides": "stack"}
+
+
+def unmarked(item: pytest.Item) -> list[str]:
+    """The marks ``item`` lacks for the real parts its fixtures start (pure)."""
+    names = set(getattr(item, "fixturenames", ()))
+    marks = {m.name for m in item.iter_markers()}
+    return sorted({mark for fixture, mark in NEEDS_MARK.items() if fixture in names and mark not in marks})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuses a run in which a test starts Spark or the stack without saying so."""
+    missing = [f"{item.nodeid} (add @pytest.mark.{', '.join(m)})" for item in items if (m := unmarked(item))]
+    if missing:
+        raise pytest.UsageError("tests that start real parts without their mark:\n  " + "\n  ".join(missing))
+
+
 @pytest.fixture(scope="session")
 def stack_overrides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Settings overrides that point at the session's running local stack."""

@@ -16,17 +16,20 @@ import time
 
 from aiokafka.errors import KafkaError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.errors import UnavailableError
+from gateway.metrics import ConsumerLag
 from gateway.state import Gateway
-from infra.prometheus import process_lines
+from infra.prometheus import app_registry, exposition
 
 
 def routes(gw: Gateway) -> list[BaseRoute]:
     """The ops routes of the gateway ``gw``."""
     metrics, hub = gw.metrics, gw.hub
+    # This app's own registry: its counters, the feed's gauges, consumer lag, process_* metrics.
+    registry = app_registry(metrics, gw.feed, ConsumerLag(lambda: (gw.lag, gw.lag_error)))
 
     async def healthz(request: Request) -> Response:
         if gw.watchdog.stalled is not None:  # the process is on its way out (gateway.watchdog)
@@ -57,9 +60,8 @@ def routes(gw: Gateway) -> list[BaseRoute]:
 
     async def metrics_page(request: Request) -> Response:
         await gw.refresh_lag()
-        extra = [*process_lines(), *gw.feed.prometheus()]
-        text = metrics.prometheus(gw.lag, gw.lag_error) + "\n".join(extra) + "\n"
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+        body, media_type = exposition(registry)
+        return Response(body, media_type=media_type)
 
     async def ops_api(request: Request) -> Response:
         await gw.refresh_lag()

@@ -88,8 +88,7 @@ class System:
         return json.loads(self.cadenza("lag", "--json", timeout=120))
 
     def signal(self, program: str, sig: str = "KILL") -> None:
-        done = supervise.ctl(self.settings, "signal", sig, program)
-        assert done.returncode == 0, done.stdout + done.stderr
+        supervise.signal_program(self.settings, program, sig)
 
 
 @pytest.fixture(scope="package")

@@ -19,11 +19,11 @@ import httpx
 import pytest
 import websockets.sync.client as ws_client
 
-from gateway.tokens import issue
 from schemas.cluster_model import load_current
 from schemas.codec import decode
 from schemas.events import PlayEvent
 from schemas.json_schema import export
+from schemas.tokens import issue
 from schemas.topics import PLAYS
 from tests.conftest import read_until_idle
 from tests.e2e.conftest import System

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from infra.kafka_clients import consumer, producer
+from infra.prometheus import parse_metrics
 from infra.settings import Settings, child_env
 from schemas.codec import decode, encode, encode_key
 from schemas.events import DeadLetter, PlayEvent, Recommendation, RecommendedTrack
@@ -290,14 +291,10 @@ def test_lag_of_a_stopped_group_is_exact_in_the_cli_and_metrics(
     rows = [r for r in json.loads(out.stdout) if r["name"] == group]
     assert sum(r["lag"] for r in rows) == 17 and all(r["end"] - r["committed"] == r["lag"] for r in rows)
     client.app.state.gateway.lag_read = 0.0  # type: ignore[attr-defined]
-    metrics = client.get("/metrics").text
-    lines = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith("cadenza_consumer_lag{") and f'consumer="{group}"' in line
-    ]
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in lines) == 17
-    assert f'cadenza_consumer_group_stable{{consumer="{group}",state="Empty"}} 0' in metrics
+    metrics = parse_metrics(client.get("/metrics").text)
+    lags = [v for k, v in metrics.items() if k.startswith(f'cadenza_consumer_lag{{consumer="{group}",')]
+    assert sum(lags) == 17
+    assert metrics[f'cadenza_consumer_group_stable{{consumer="{group}",state="Empty"}}'] == 0
     table = subprocess.run(
         [sys.executable, "-m", "infra", "lag"],
         env=env,

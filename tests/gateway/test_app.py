@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -13,6 +15,7 @@ from gateway.app import create_app
 from gateway.errors import NotFoundError
 from gateway.hub import CLOSE_SLOW, CLOSE_UNAUTHORIZED, Hub
 from gateway.routes.params import parse_track_id
+from infra.prometheus import parse_metrics
 from infra.settings import Settings
 from tests.gateway.conftest import token_for
 
@@ -158,6 +161,37 @@ def test_pages_health_and_metrics(component: TestClient) -> None:
     ):
         assert name in text
     assert component.get("/readyz").status_code == 503  # no broker, no database in this app
+
+
+def test_metrics_is_prometheus_text_from_the_apps_own_registry(component_settings: Settings) -> None:
+    """/metrics is prometheus_client's exposition of one registry per app: two apps in one
+    process do not collide, and nothing lands in prometheus_client's global registry."""
+    apps = [create_app(component_settings, start_feed=False) for _ in range(2)]
+    apps[0].state.gateway.metrics.plays_refused["track_id"] += 2
+    apps[0].state.gateway.metrics.fanout.observe(0.003)
+    with TestClient(apps[0]) as client, TestClient(apps[1]) as other:
+        response = client.get("/metrics")
+        assert other.get("/metrics").status_code == 200
+    assert response.headers["content-type"] == CONTENT_TYPE_LATEST
+    families = list(text_string_to_metric_families(response.text))
+    types = {sample.name: family.type for family in families for sample in family.samples}
+    assert types["cadenza_gateway_connections"] == "gauge"
+    assert types["cadenza_gateway_fanout_seconds_bucket"] == "histogram"
+    assert types["process_start_time_seconds"] == "gauge"
+    for name in ("connections", "plays_accepted", "refused", "plays_refused", "auth_failures"):
+        assert types[f"cadenza_gateway_{name}_total"] == "counter"
+    names = {family.name for family in families}  # a counter's family name drops its _total
+    assert {"cadenza_gateway_errors", "cadenza_consumer_lag", "cadenza_dead_letters"} <= names
+    assert not [name for name in names | types.keys() if name.endswith("_created")]
+    metrics = parse_metrics(response.text)
+    assert metrics["cadenza_gateway_connections_total"] == 0
+    assert metrics['cadenza_gateway_plays_refused_total{field="track_id"}'] == 2
+    assert metrics['cadenza_gateway_refused_total{reason="plays_rate"}'] == 0
+    assert metrics['cadenza_gateway_fanout_seconds_bucket{le="0.005"}'] == 1
+    assert metrics["cadenza_gateway_fanout_seconds_count"] == 1
+    assert metrics["cadenza_consumer_lag_up"] == 0  # lag "not read yet": this app has no broker
+    assert metrics["process_start_time_seconds"] > 0
+    assert REGISTRY.get_sample_value("cadenza_gateway_connections") is None
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "1e3", "abc", "12345678901234567", "9007199254740992", "٣"])

@@ -7,7 +7,8 @@ cluster and plays it: the audio element's time advances, the play reaches Kafka,
 "Up next for you" fills with tracks mostly of that cluster (never the played one). The
 first suggestion is queued and the track skipped: the skip reaches Kafka, the queued
 track plays and "Up next" changes. A full-page screenshot is saved as
-``tests/artifacts/player.png``.
+``tests/artifacts/player-latest.png`` (ignored by git: the README's committed
+``player.png`` changes only when someone copies a new one over it on purpose).
 """
 
 from __future__ import annotations
@@ -324,7 +325,7 @@ def test_listener_plays_skips_and_up_next_follows(
                     assert not page_errors, page_errors
 
                     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=str(ARTIFACTS / "player.png"), full_page=True)
+                    page.screenshot(path=str(ARTIFACTS / "player-latest.png"), full_page=True)
                 except (AssertionError, PlaywrightError) as err:
                     with contextlib.suppress(PlaywrightError, OSError):
                         ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from gateway.dead_letters import MAX_STAGES, DeadLetterLog
 from gateway.feed import Feed
 from gateway.hub import Hub
-from infra.prometheus import parse_metrics
+from infra.prometheus import samples
 from infra.settings import Settings
 from schemas.codec import dead_letter, encode
 from schemas.topics import DLQ
@@ -32,8 +32,10 @@ def test_letters_are_counted_by_topic_and_stage_and_the_newest_kept() -> None:
         ("other", "x"): 1,
     }
     assert log.recent[0]["stage"] == "s" and len(log.recent) == 6
-    metrics = parse_metrics("\n".join(log.prometheus()))
-    assert metrics['cadenza_dead_letters_total{topic="plays",stage="recommender_stream"}'] == 3
+    metrics = samples(log)
+    assert metrics['cadenza_dead_letters_total{stage="recommender_stream",topic="plays"}'] == 3
+    assert metrics['cadenza_dead_letters_total{stage="x",topic="other"}'] == 1
+    assert metrics["cadenza_gateway_dlq_unreadable_total"] == 0
 
 
 def test_hostile_records_on_the_dead_letter_topic_are_skipped_and_labels_stay_bounded() -> None:
@@ -50,7 +52,7 @@ def test_hostile_records_on_the_dead_letter_topic_are_skipped_and_labels_stay_bo
 
 def test_the_feed_counts_dead_letters_and_reports_its_newest_messages_age(tmp_path: Path) -> None:
     feed = Feed(Settings(data_dir=tmp_path), Hub(queue_size=4))
-    assert "cadenza_gateway_feed_last_message_age_seconds -1" in "\n".join(feed.prometheus())
+    assert samples(feed)["cadenza_gateway_feed_last_message_age_seconds"] == -1
     record = SimpleNamespace(
         value=letter("cadenza.plays", "recommender_stream"), key=None, timestamp=0, offset=0
     )
@@ -60,7 +62,7 @@ def test_the_feed_counts_dead_letters_and_reports_its_newest_messages_age(tmp_pa
         SimpleNamespace(value=b"[" * 50_000, key=None, timestamp=0, offset=1),
         replay=False,
     )
-    metrics = parse_metrics("\n".join(feed.prometheus()))
-    assert metrics['cadenza_dead_letters_total{topic="plays",stage="recommender_stream"}'] == 1
+    metrics = samples(feed)
+    assert metrics['cadenza_dead_letters_total{stage="recommender_stream",topic="plays"}'] == 1
     assert metrics["cadenza_gateway_dlq_unreadable_total"] == 1
     assert 0 <= metrics["cadenza_gateway_feed_last_message_age_seconds"] < 5

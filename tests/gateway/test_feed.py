@@ -14,7 +14,9 @@ import pytest
 
 from gateway.feed import Feed, envelope
 from gateway.hub import Hub
+from infra.prometheus import samples
 from infra.settings import Settings
+from schemas.codec import dead_letter_for
 from schemas.errors import SchemaError
 from schemas.events import Trending
 from schemas.topics import RECOMMENDATIONS, TRENDING
@@ -73,12 +75,15 @@ def test_any_bad_record_is_one_dead_letter_and_the_feed_goes_on(
     tmp_path: Path, value: bytes | None, topic: Any, replay: bool
 ) -> None:
     hub = Hub(queue_size=8)
-    letters: list[tuple[Any, str]] = []
-    feed = Feed(Settings(data_dir=tmp_path), hub, lambda record, reason: letters.append((record, reason)))
+    letters: list[tuple[Any, BaseException]] = []
+    feed = Feed(Settings(data_dir=tmp_path), hub, lambda record, error: letters.append((record, error)))
     conn = hub.connect("ana")
     feed._handle(feed.settings.topic(topic), _record(value), replay=replay)
     assert len(letters) == 1 and letters[0][0].value == value
-    assert letters[0][1].startswith("SchemaError")
+    assert isinstance(letters[0][1], SchemaError)  # its class reaches the letter's error_class
+    record = SimpleNamespace(**vars(_record(value)), topic=feed.settings.topic(topic), partition=0)
+    letter = dead_letter_for(record, letters[0][1], "gateway")
+    assert (letter.error_class, letter.stage) == ("SchemaError", "gateway")
     assert hub.metrics.errors["feed_bad_message"] == 1
     good = {"user_id": "ana", "items": [], "model_version": "v1"}
     feed._handle(feed.settings.topic(RECOMMENDATIONS), _record(good), replay=False)
@@ -100,11 +105,12 @@ def test_a_live_recommendation_measures_the_recommenders_delay_and_reaches_the_l
     reco = {"user_id": "ana", "items": [], "cause_ts": "2026-01-01T00:00:00Z", "model_version": "v1"}
     produced_ms = 1767225600_000 + 250  # 0.25 s after the play
     feed._handle(feed.settings.topic(RECOMMENDATIONS), _record(reco, produced_ms), replay=False)
-    delay = hub.metrics.recommend_delay
-    assert (delay.n, round(delay.total, 3)) == (1, 0.25)
+    metrics = samples(hub.metrics)
+    assert metrics["cadenza_gateway_recommendation_delay_seconds_count"] == 1
+    assert round(metrics["cadenza_gateway_recommendation_delay_seconds_sum"], 3) == 0.25
+    assert metrics['cadenza_gateway_recommendation_delay_seconds_bucket{le="0.25"}'] == 1
+    assert metrics['cadenza_gateway_recommendation_delay_seconds_bucket{le="0.1"}'] == 0
     assert conn.next_message() is not None
-    text = hub.metrics.prometheus()
-    assert "cadenza_gateway_recommendation_delay_seconds_count 1" in text
 
 
 @pytest.mark.parametrize(
@@ -122,7 +128,7 @@ def test_no_delay_is_counted_without_both_times_or_for_a_replayed_list(
     feed = Feed(Settings(data_dir=tmp_path), hub)
     reco = {"user_id": "ana", "items": [], "cause_ts": cause}
     feed._handle(feed.settings.topic(RECOMMENDATIONS), _record(reco, timestamp_ms), replay=replay)
-    assert hub.metrics.recommend_delay.n == 0
+    assert samples(hub.metrics)["cadenza_gateway_recommendation_delay_seconds_count"] == 0
     assert hub.latest("ana") is not None  # the list itself is still kept
 
 

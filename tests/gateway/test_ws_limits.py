@@ -20,6 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 from gateway.app import create_app
 from gateway.hub import CLOSE_SLOW, CLOSE_TOO_MANY, CLOSE_TRY_LATER, CLOSE_UNAUTHORIZED, Hub
 from gateway.routes.access import TOKEN_PROTOCOL, WS_PROTOCOL
+from infra.prometheus import parse_metrics
 from infra.settings import Settings
 from tests.gateway.conftest import token_for
 from tests.gateway.live_server import serve
@@ -33,8 +34,8 @@ def hub_of(client: TestClient) -> Hub:
     return client.app.state.gateway.hub  # type: ignore[attr-defined,no-any-return]
 
 
-def metrics_text(client: TestClient) -> str:
-    return client.get("/metrics").text
+def metrics(client: TestClient) -> dict[str, float]:
+    return parse_metrics(client.get("/metrics").text)
 
 
 # --- finding 5: a browser that stops reading -----------------------------------------------------
@@ -137,7 +138,7 @@ def test_a_listener_gets_at_most_the_cap_of_sockets_and_the_next_is_refused(
                     assert receive(f)["type"] == "hello"
             with client.websocket_connect("/ws", subprotocols=protocols) as again:  # one left: room again
                 assert receive(again)["type"] == "hello"
-        assert 'cadenza_gateway_refused_total{reason="ws_listener_cap"} 1' in metrics_text(client)
+        assert metrics(client)['cadenza_gateway_refused_total{reason="ws_listener_cap"}'] == 1
 
 
 def test_the_process_cap_refuses_with_try_again_later(component_settings: Settings) -> None:
@@ -159,7 +160,7 @@ def test_the_process_cap_refuses_with_try_again_later(component_settings: Settin
             ):
                 c.receive_text()
             assert refused.value.code == CLOSE_TRY_LATER
-        assert 'cadenza_gateway_refused_total{reason="ws_process_cap"} 1' in metrics_text(client)
+        assert metrics(client)['cadenza_gateway_refused_total{reason="ws_process_cap"}'] == 1
 
 
 # --- tokens in the subprotocol ------------------------------------------------------------------

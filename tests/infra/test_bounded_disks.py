@@ -27,7 +27,7 @@ from schemas.documents import ModelDoc
 from schemas.events import PlayEvent
 from schemas.features import FEATURE_COLUMNS, FEATURE_SET_VERSION, N_FEATURES
 from schemas.topics import DLQ, PLAYS, TOPICS, TopicSpec
-from streaming_jobs import registry
+from streaming_jobs.model import registry
 
 BOUNDS = ("retention.ms", "retention.bytes", "segment.ms", "segment.bytes")
 

@@ -1,7 +1,7 @@
 """The cluster profile's pure parts: settings defaults, broker configs, group assignments.
 
 The profile itself (three brokers, Spark standalone, faults under load) runs in
-``bench/faults.py``: a second stack next to the test run's own would not fit the CI budget.
+``python -m bench.faults``: a second stack next to the test run's own would not fit the CI budget.
 """
 
 from __future__ import annotations

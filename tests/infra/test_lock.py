@@ -1,6 +1,6 @@
 """requirements.lock is the tested install: complete, hash-checked, and what is installed here.
 
-Also the faust-streaming/aiokafka pin (recommender_stream/pinned.py): the versions whose
+Also the faust-streaming/aiokafka pin (infra/faust_internals.py): the versions whose
 internals the recommender relies on are the installed and the locked ones, and a worker
 refuses to start on others.
 """
@@ -18,7 +18,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from recommender_stream import pinned
+from infra import faust_internals as pinned
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.lock"

@@ -1,5 +1,5 @@
 """infra/deploy/prometheus/rules.yml parses, has the alerts ops needs, and names only metrics
-Cadenza exports (from the gateway's and the recommender's real /metrics text)."""
+Cadenza exports (from the gateway's and the recommender's real /metrics registries)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import re
 from pathlib import Path
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.feed import Feed
 from gateway.hub import Hub
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import ConsumerLag, GatewayMetrics
 from infra.offsets import LagRow
-from infra.prometheus import process_lines
+from infra.prometheus import app_registry, exposition
 from infra.settings import Settings
 from recommender_stream.metrics import Metrics
 
@@ -21,12 +22,28 @@ METRIC = re.compile(r"\b((?:cadenza|process)_[a-z0-9_]+)\b")
 
 
 def exported(tmp_path: Path) -> set[str]:
+    """Every series name of the two apps' /metrics pages (registries built as their routes
+    build them), with a sample in each labelled family."""
     row = LagRow(kind="group", name="g", topic="t", partition=0, committed=1, end=2, lag=1, state="Stable")
-    text = GatewayMetrics().prometheus([row], None) + "\n".join(
-        Feed(Settings(data_dir=tmp_path), Hub(4)).prometheus()
-    )
-    text += Metrics().prometheus({"worker": 1}) + "\n".join(process_lines())
-    return set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
+    gateway = GatewayMetrics()
+    gateway.errors["mongodb"] += 1
+    gateway.plays_refused["track_id"] += 1
+    gateway.feed_messages["recommendations"] += 1
+    feed = Feed(Settings(data_dir=tmp_path), Hub(4))
+    feed.letters.counts[("plays", "recommender_stream")] += 1
+    recommender = Metrics(worker=1)
+    recommender.dead_letter("SchemaError")
+    registries = [
+        app_registry(gateway, feed, ConsumerLag(lambda: ([row], None))),
+        app_registry(recommender),
+    ]
+    names: set[str] = set()
+    for registry in registries:
+        body, _ = exposition(registry)
+        for family in text_string_to_metric_families(body.decode()):
+            assert family.samples, family.name
+            names |= {sample.name for sample in family.samples}
+    return names
 
 
 def test_the_rules_name_only_exported_metrics(tmp_path: Path) -> None:

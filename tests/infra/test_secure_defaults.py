@@ -205,7 +205,7 @@ def test_the_supervisord_config_holding_secrets_is_written_owner_only(tmp_path: 
     assert mode(fresh.run_path) == 0o700  # pid files and the control socket too
     text = path.read_text()
     assert f'CADENZA_TOKEN_SECRET="{STRONG}"' in text
-    assert "umask=077" in text  # the programs' logs (request URLs) are owner-only too
+    assert "umask = 077" in text  # the programs' logs (request URLs) are owner-only too
 
 
 def test_write_private_never_leaves_a_readable_file(tmp_path: Path) -> None:

@@ -100,6 +100,7 @@ def test_the_executor_copy_runs_without_cadenza_on_the_path(tmp_path: Path) -> N
     assert out.stdout.split() == ["True", "True"]
 
 
+@pytest.mark.spark
 def test_local_spark_runs_python_udfs_through_the_daemon_module(spark: Any) -> None:
     from pyspark.sql import functions as sf
     from pyspark.sql.types import StringType

@@ -259,7 +259,7 @@ def test_the_shipped_zip_holds_the_spark_packages_only(tmp_path: Path) -> None:
     names = zipfile.ZipFile(submit.build_zip(submit.repo_root(), tmp_path / "c.zip")).namelist()
     tops = {n.split("/", 1)[0] for n in names}
     assert tops == {"schemas", "infra", "etl", "streaming_jobs"}
-    assert {"etl/partition.py", "infra/settings.py", "streaming_jobs/plays_stream.py"} <= set(names)
+    assert {"etl/partition.py", "infra/settings/__init__.py", "streaming_jobs/streams/plays.py"} <= set(names)
     assert not any("__pycache__" in n for n in names)
 
 

@@ -7,10 +7,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
+from infra.errors import InfraError
 from infra.settings import Settings
 from infra.stack.process import niced
 from infra.supervise import SUBMIT_MODULE, configured, programs, render
@@ -21,15 +25,17 @@ def test_the_config_runs_every_program_with_the_given_settings(tmp_path: Path) -
         data_dir=tmp_path, gateway_port=18123, token_secret=SecretStr("s%cret"), demo_signin=False
     )
     text = render(settings, python="/venv/bin/python")
+    sections = _sections(text)
     for program in programs(settings):
-        assert f"[program:{program.name}]" in text
+        section = sections[program.name]
         nice = "nice -n 10 " if program.name.startswith("stream-") else ""
-        assert f"command={nice}/venv/bin/python -m infra {' '.join(program.argv)}" in text
-        assert f"stdout_logfile={(tmp_path / 'logs' / program.name).resolve()}.log" in text
-    assert 'CADENZA_GATEWAY_PORT="18123"' in text
-    assert 'CADENZA_TOKEN_SECRET="s%%cret"' in text  # % escaped for supervisord
-    assert 'CADENZA_DEMO_SIGNIN="True"' in text  # the demo always offers sign-in
-    assert "autorestart=true" in text
+        assert section["command"] == f"{nice}/venv/bin/python -m infra {' '.join(program.argv)}"
+        assert section["stdout_logfile"] == f"{(tmp_path / 'logs' / program.name).resolve()}.log"
+        assert section["autorestart"] == "true"
+        assert 'CADENZA_DEMO_SIGNIN="True"' in section["environment"]  # the demo always offers sign-in
+    gateway = sections["gateway"]["environment"]
+    assert 'CADENZA_GATEWAY_PORT="18123"' in gateway
+    assert 'CADENZA_TOKEN_SECRET="s%%cret"' in gateway  # % escaped for supervisord
     assert configured(settings)["gateway_port"] == 18123
     assert [p.name for p in programs(settings)] == ["stream-assign", "stream-plays", "recommender", "gateway"]
 
@@ -87,3 +93,57 @@ def test_the_cluster_profile_runs_two_workers_two_gateways_and_submits_the_queri
                 'CADENZA_KAFKA_BOOTSTRAP="127.0.0.1:9092,127.0.0.1:9192,127.0.0.1:9292"'
                 in section["environment"]
             )
+
+
+def test_supervisord_is_driven_through_its_xmlrpc_interface(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real supervisord with a stand-in program: start, status, kill (restarted), stop and
+    start one program, a configuration change applied to the running daemon, shutdown."""
+    from infra import supervise
+
+    server = ("0", "--bind", "127.0.0.1")  # python -m http.server on a free port: runs until stopped
+    one = (supervise.Program("web-1", server, module="http.server"),)
+    two = (*one, supervise.Program("web-2", server, module="http.server"))
+    monkeypatch.setattr(supervise, "check", lambda settings: None)
+    monkeypatch.setattr(supervise, "programs", lambda settings: one)
+    settings = Settings(data_dir=tmp_path / "d")
+    assert not supervise.running(settings)
+    assert [r["state"] for r in supervise.status(settings)] == ["STOPPED"]
+    supervise.start(settings)
+    try:
+        _until(lambda: supervise.running(settings) and supervise.program_pid(settings, "web-1"))
+        first = supervise.program_pid(settings, "web-1")
+        assert first and [(r["name"], r["state"], r["pid"]) for r in supervise.status(settings)] == [
+            ("web-1", "RUNNING", first)
+        ]
+        supervise.signal_program(settings, "web-1", "KILL")  # supervisord brings it back
+        _until(lambda: supervise.program_pid(settings, "web-1") not in (None, first), timeout=30)
+        supervise.stop_program(settings, "web-1")
+        assert supervise.program_pid(settings, "web-1") is None
+        supervise.stop_program(settings, "web-1")  # already stopped: not an error
+        supervise.start_program(settings, "web-1")
+        assert supervise.program_pid(settings, "web-1")
+        with pytest.raises(InfraError, match="BAD_NAME"):
+            supervise.start_program(settings, "nope")
+        monkeypatch.setattr(supervise, "programs", lambda settings: two)
+        supervise.start(settings)  # the running daemon re-reads its configuration
+        _until(
+            lambda: (
+                {r["name"]: r["state"] for r in supervise.status(settings)}
+                == dict.fromkeys(("web-1", "web-2"), "RUNNING")
+            )
+        )
+    finally:
+        assert supervise.stop(settings)
+    assert not supervise.running(settings)
+    assert not supervise.stop(settings)
+
+
+def _until(check: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not true after {timeout:.0f} s")

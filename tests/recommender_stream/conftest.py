@@ -21,10 +21,10 @@ from infra.settings import Settings, child_env
 from infra.stack.process import free_port
 from schemas.codec import encode, encode_key
 from schemas.events import PlayEvent, PlayKind
-from streaming_jobs import registry
-from streaming_jobs.dataset import to_spark
-from streaming_jobs.train import predict
-from streaming_jobs.training import TrainingOptions, run_training
+from streaming_jobs.model import registry
+from streaming_jobs.model.dataset import to_spark
+from streaming_jobs.model.kmeans import predict
+from streaming_jobs.model.train import TrainingOptions, run_training
 from tests.streaming_jobs._catalogue import make_catalogue
 
 Db = Database[dict[str, Any]]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 
+from infra.prometheus import parse_metrics, samples
 from infra.settings import Settings
 from recommender_stream.app import create_app
 from recommender_stream.catalogue import Catalogue
@@ -55,7 +59,8 @@ def test_agent_updates_the_table_and_emits_lists_and_dead_letters(tmp_path: Path
     assert {i.cluster for i in lists[2].items} == {0}  # both plays were cluster 0 (odd ids)
     assert not {3, 5} & {i.track_id for i in lists[2].items}
     assert [d.error_class for d in letters] == ["SchemaError", "UnknownTrackError"]
-    assert runtime.processor.metrics.duplicates == 1
+    metrics = runtime.processor.metrics
+    assert samples(metrics)[f'cadenza_recommender_duplicates_total{{worker="{metrics.worker}"}}'] == 1
 
 
 def test_the_workers_session_follows_the_setting_and_the_local_brokers_accept_it(tmp_path: Path) -> None:
@@ -96,3 +101,27 @@ def test_the_workers_consumer_waits_for_fetches_as_long_as_the_setting_not_faust
         "stock", broker="kafka://127.0.0.1:1", store="memory://", datadir=str(tmp_path / "stock")
     )
     assert asyncio.run(fetch_wait(stock)) == FAUST_FETCH_WAIT_MS
+
+
+def test_the_metrics_page_is_prometheus_text_from_the_workers_own_registry(tmp_path: Path) -> None:
+    app, runtime = create_app(Settings(data_dir=tmp_path, faust_store="memory"), web_port=1)
+    metrics = runtime.processor.metrics
+    metrics.event_in()
+    metrics.dead_letter("SchemaError")
+    metrics.recommendation_out(0.003)
+    response = asyncio.run(app.web.views["/metrics"].get(None))
+    assert response.status == 200
+    assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    families = list(text_string_to_metric_families(response.body.decode()))
+    types = {sample.name: family.type for family in families for sample in family.samples}
+    assert types["cadenza_recommender_events_total"] == "counter"
+    assert types["cadenza_recommender_processing_seconds_bucket"] == "histogram"
+    assert types["process_start_time_seconds"] == "gauge"
+    assert not [name for name in types if name.endswith("_created")]
+    values = parse_metrics(response.body.decode())
+    worker = f'worker="{os.getpid()}"'
+    assert values[f"cadenza_recommender_events_total{{{worker}}}"] == 1
+    assert values[f"cadenza_recommender_duplicates_total{{{worker}}}"] == 0
+    assert values[f'cadenza_recommender_dead_letters_total{{reason="SchemaError",{worker}}}'] == 1
+    assert values[f'cadenza_recommender_processing_seconds_bucket{{le="0.0025",{worker}}}'] == 0
+    assert values[f'cadenza_recommender_processing_seconds_bucket{{le="0.005",{worker}}}'] == 1

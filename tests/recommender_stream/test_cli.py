@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from infra.groups import describe_group
 from infra.settings import Settings
 from infra.stack.process import free_port
 from schemas.codec import decode
@@ -33,6 +34,18 @@ def metric(port: int, name: str) -> float:
         if line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     return -1.0
+
+
+def wait_settled(settings: Settings, members: int, timeout: float = 120) -> None:
+    """Until the recommender group is Stable with ``members`` members holding every plays
+    partition (a rebalance is over), read from the broker rather than guessed with a sleep."""
+    topic = settings.topic(PLAYS)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if describe_group(settings, settings.recommender_group).settled(topic, PLAYS.partitions, members):
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"the recommender group did not settle on {members} members in {timeout:.0f} s")
 
 
 def test_two_workers_share_the_listeners_and_stop_on_sigterm(
@@ -62,7 +75,7 @@ def test_two_workers_share_the_listeners_and_stop_on_sigterm(
         tracks = [d["_id"] for d in trained["stored"]]
         users = [f"listener{i}" for i in range(24)]
         recs = Reader(settings, settings.topic(RECOMMENDATIONS))
-        time.sleep(12)  # let the group settle on two members
+        wait_settled(settings, members=2)
         publish(
             settings, settings.topic(PLAYS), [play(u, tracks[i % len(tracks)]) for i, u in enumerate(users)]
         )

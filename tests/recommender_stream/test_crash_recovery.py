@@ -4,7 +4,7 @@ Listener state lives in a Faust table changelogged to Kafka. After the crash, th
 worker restores the table and re-reads the uncommitted plays; the bounded list of seen
 event ids makes the replay (and plays re-sent by a producer) change nothing. (Faust's
 stock recovery could drop the plays fetched while it finished; see
-``recommender_stream/recovery.py``.) The final
+``infra/faust_internals.py``.) The final
 state of each listener, read from the changelog topic, must equal the state recomputed
 in the test from that listener's distinct events, in order.
 """

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from faust.serializers import codecs
 
+from infra.prometheus import samples
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.listener import Limits, ListenerState
 from recommender_stream.processor import Processor, Record
@@ -70,4 +71,5 @@ def test_processor_keeps_states_in_the_table_and_counts_each_event_once() -> Non
     again = processor.on_plays(records, table)
     assert [o.topic for o in again] == ["recommendations"] * 3
     assert ListenerState.load(table["ann"]).events == 3  # answered, not counted again
-    assert processor.metrics.duplicates == 5
+    metrics = processor.metrics
+    assert samples(metrics)[f'cadenza_recommender_duplicates_total{{worker="{metrics.worker}"}}'] == 5

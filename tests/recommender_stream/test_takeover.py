@@ -4,7 +4,7 @@ The survivor must take over the dead worker's ``cadenza.plays`` partitions once 
 runs out (``CADENZA_FAUST_SESSION_TIMEOUT_S``), restore those listeners' table partitions
 from the changelog (its RocksDB standby copy plus the tail), and answer their next plays
 from the restored state, not from an empty one. How long this takes under load is measured
-by ``bench/faults.py`` on the cluster profile; here it is what happens that is checked.
+by ``python -m bench.faults`` on the cluster profile; here it is what happens that is checked.
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ from typer.testing import CliRunner, Result
 
 from infra.settings import Settings
 from schemas.cluster_model import ClusterModel, current_version
-from streaming_jobs import registry
 from streaming_jobs.cli import register
 from streaming_jobs.errors import ModelNotFoundError, TrainingConfigError
-from streaming_jobs.report import PLOTS
+from streaming_jobs.model import registry
+from streaming_jobs.model.report import PLOTS
 from tests.streaming_jobs._catalogue import Db, isolated_database, make_catalogue
 
 if TYPE_CHECKING:

@@ -1,0 +1,1 @@
+"""The gateway (``python -m bench.gateway``): websockets held, Kafka -> socket, audio ranges."""

@@ -1,0 +1,1 @@
+"""The recommender (``python -m bench.recommender``): ranking, one worker on Kafka, Faust's floor."""

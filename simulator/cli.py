@@ -1,0 +1,81 @@
+"""``cadenza simulate`` (entry point ``cadenza.cli: simulator``): simulated listeners playing.
+
+The command's options become a :class:`simulator.run.SimulationConfig`; the run
+(:func:`simulator.run.run`) plays through the gateway at ``--url`` (default
+``http://CADENZA_GATEWAY_HOST:CADENZA_GATEWAY_PORT``) or straight to Kafka, with tokens
+signed with ``CADENZA_TOKEN_SECRET``; its summary is printed and ``--out`` writes the
+whole report as JSON.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from infra.settings import get_settings
+
+
+def simulate(
+    *,
+    listeners: int = typer.Option(20, "--listeners", min=1, help="Simulated listeners."),
+    rate: float = typer.Option(5.0, "--rate", min=0.001, help="Events per second, all listeners together."),
+    duration: float = typer.Option(60.0, "--duration", min=0.1, help="Seconds of sending."),
+    via: str = typer.Option(
+        "gateway",
+        "--via",
+        metavar="gateway|kafka",
+        help="gateway: POST /api/plays with each listener's token; kafka: straight to the plays "
+        "topic (key = listener), as an upstream service would.",
+    ),
+    sockets: bool = typer.Option(
+        True, "--sockets/--no-sockets", help="Open each listener's /ws and time the recommendations."
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Same seed, same listeners (sim-s<SEED>-<i>) and events; default random."
+    ),
+    drain: float = typer.Option(
+        10.0, "--drain", min=0, help="Seconds to wait for outstanding recommendations after sending."
+    ),
+    out: str | None = typer.Option(None, "--out", help="Write the report as JSON to this file."),
+    url: str | None = typer.Option(
+        None, "--url", help="Gateway address (default http://CADENZA_GATEWAY_HOST:CADENZA_GATEWAY_PORT)."
+    ),
+) -> None:
+    """Simulated listeners playing music, to load and watch the whole system.
+
+    Listeners (ids sim-<tag>-<i>) pick tracks of the MongoDB catalogue with Zipf
+    popularity, stay mostly in a home genre that drifts, skip, complete and like, and
+    pause between sessions; their events go through the gateway (or to Kafka) at --rate
+    events/s for --duration s. Unless --no-sockets, each listener's websocket is open
+    first and every recommendation's latency (arrival - send of its play) is measured.
+    Needs a catalogue (`cadenza demo` or `cadenza etl run`) and, for recommendations, a
+    running recommender. Prints a summary; --out writes the full report."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from simulator.report import summary
+    from simulator.run import SimulationConfig, run, write_report
+
+    if via not in ("gateway", "kafka"):
+        raise typer.BadParameter("is 'gateway' or 'kafka'", param_hint="--via")
+    settings = get_settings()
+    config = SimulationConfig(
+        listeners=listeners,
+        rate=rate,
+        duration_s=duration,
+        via="kafka" if via == "kafka" else "gateway",
+        sockets=sockets,
+        seed=seed,
+        drain_s=drain,
+        url=url,
+    )
+    console = Console()
+    report = run(settings, config, console)
+    console.print(summary(report))
+    if out is not None:
+        write_report(report, Path(out))
+        console.print(f"report written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate)

@@ -1,0 +1,115 @@
+"""The simulated listeners' websockets: one ``/ws`` per listener, recommendations recorded as they arrive.
+
+Source: the gateway's ``/ws`` (opened with each listener's signed token; bounded connect
+concurrency): its ``hello``, its pings and the recommendations it pushes, each with the
+event that caused it. Destinations: the pongs answering the gateway's pings, and the
+run's :class:`simulator.report.Tally` (each arrival with its local receive time, and
+socket errors by reason), which :mod:`simulator.run` turns into the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Final
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from simulator.progress import Bar
+from simulator.report import Tally
+
+OPEN_TIMEOUT_S: Final = 15.0
+
+
+def ws_url(base: str, token: str) -> str:
+    """The websocket address of a gateway at ``base`` (http -> ws, https -> wss)."""
+    scheme, sep, rest = base.rstrip("/").partition("://")
+    if not sep:
+        scheme, rest = "http", base.rstrip("/")
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?token={token}"
+
+
+class Sockets:
+    """One websocket per listener: hello awaited, pings answered, recommendations recorded."""
+
+    def __init__(self, base: str, tally: Tally, concurrency: int) -> None:
+        self.base, self.tally = base, tally
+        self.sem = asyncio.Semaphore(concurrency)
+        self.open: dict[str, ClientConnection] = {}
+        self.readers: list[asyncio.Task[None]] = []
+        self.closing = False
+
+    async def connect_all(self, tokens_of: dict[str, str], bar: Bar) -> None:
+        async def one(user: str, token: str) -> None:
+            await self._open(user, token)
+            bar.update(len(self.open))
+
+        await asyncio.gather(*(one(user, token) for user, token in tokens_of.items()))
+
+    async def _open(self, user: str, token: str) -> None:
+        async with self.sem:
+            try:
+                ws = await connect(
+                    ws_url(self.base, token),
+                    open_timeout=OPEN_TIMEOUT_S,
+                    ping_interval=None,  # the gateway pings; we answer in _read
+                    close_timeout=2,
+                    proxy=None,
+                )
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as err:
+                self.tally.socket_errors[f"connect: {type(err).__name__}"] += 1
+                return
+            try:
+                hello = json.loads(await asyncio.wait_for(ws.recv(), OPEN_TIMEOUT_S))
+            except ConnectionClosed:  # e.g. 4401: the gateway does not accept our tokens
+                self.tally.socket_errors[f"closed before hello ({ws.close_code})"] += 1
+                await _close(ws)
+                return
+            except (TimeoutError, ValueError) as err:
+                self.tally.socket_errors[f"hello: {type(err).__name__}"] += 1
+                await _close(ws)
+                return
+        if not isinstance(hello, dict) or hello.get("type") != "hello":
+            self.tally.socket_errors["first message not a hello"] += 1
+            await _close(ws)
+            return
+        self.open[user] = ws
+        self.readers.append(asyncio.create_task(self._read(user, ws), name=f"ws-{user}"))
+
+    async def _read(self, user: str, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                at = time.time()
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    self.tally.socket_errors["message not JSON"] += 1
+                    continue
+                if not isinstance(message, dict):
+                    continue
+                kind = message.get("type")
+                if kind == "ping":
+                    await ws.send(json.dumps({"type": "pong", "ts": message.get("ts")}))
+                elif kind == "recommendations":
+                    data = message.get("data")
+                    cause = data.get("cause_event_id") if isinstance(data, dict) else None
+                    self.tally.arrived(user, at, cause)
+        except ConnectionClosed:
+            pass
+        if not self.closing:
+            self.tally.socket_errors[f"closed by the gateway ({ws.close_code})"] += 1
+
+    async def close_all(self) -> None:
+        self.closing = True
+        await asyncio.gather(*(_close(ws) for ws in self.open.values()))
+        for task in self.readers:
+            task.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+
+
+async def _close(ws: ClientConnection) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(), 3.0)

@@ -1,0 +1,243 @@
+"""``cadenza simulate`` on the real stack: every accepted event lands on the plays topic exactly
+once, straight to Kafka and through a gateway process (websockets open, pings answered,
+no recommender running: no recommendation, said plainly). Plus its pure helpers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from pymongo.database import Database
+
+from infra.kafka_clients import consumer, producer
+from infra.settings import Settings, child_env
+from infra.stack.process import free_port
+from schemas.codec import decode, encode, encode_key
+from schemas.events import PlayEvent, PlayKind, Recommendation, RecommendedTrack
+from schemas.topics import PLAYS, RECOMMENDATIONS
+from simulator.errors import SimulationError
+from simulator.report import NO_RECOMMENDER, Arrival, SimulationReport, latency_summary, match, summary
+from simulator.run import SimulationConfig, run, user_ids
+from simulator.sockets import ws_url
+from tests.conftest import topic_reader
+
+Db = Database[dict[str, Any]]
+READY_TIMEOUT_S = 60.0
+
+
+def catalogue_docs() -> list[dict[str, Any]]:
+    """40 tracks: 25 Rock, 15 Jazz."""
+    return [
+        {"_id": i, "title": f"Song {i}", "genre_top": "Rock" if i <= 25 else "Jazz", "duration_s": 120.0 + i}
+        for i in range(1, 41)
+    ]
+
+
+def read_plays(settings: Settings, expect: int, timeout: float = 30.0) -> list[tuple[bytes, PlayEvent]]:
+    """(key, event) of every record on the plays topic: until ``expect`` came, then 1.5 s more."""
+    c = topic_reader(settings, settings.topic(PLAYS))
+    got: list[tuple[bytes, PlayEvent]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(got) < expect:
+            for records in c.poll(timeout_ms=300).values():
+                got += [(r.key, decode(PlayEvent, r.value)) for r in records]
+        quiet = time.monotonic() + 1.5
+        while time.monotonic() < quiet:
+            for records in c.poll(timeout_ms=300).values():
+                got += [(r.key, decode(PlayEvent, r.value)) for r in records]
+    finally:
+        c.close()
+    return got
+
+
+def check_topic(
+    settings: Settings, report: SimulationReport, earlier: set[str] | None = None
+) -> list[tuple[bytes, PlayEvent]]:
+    """Every accepted event exactly once on the topic, keyed by its listener; nothing else
+    but the ``earlier`` events (of a previous run)."""
+    earlier = earlier or set()
+    plays = read_plays(settings, expect=report.accepted + len(earlier))
+    plays = [(k, e) for k, e in plays if str(e.event_id) not in earlier]
+    ids = Counter(str(e.event_id) for _, e in plays)
+    assert ids == Counter(report.accepted_event_ids)
+    assert max(ids.values()) == 1
+    users = set(user_ids(report.run_tag, report.listeners))
+    known = {d["_id"] for d in catalogue_docs()}
+    for key, event in plays:
+        assert key == event.user_id.encode() and event.user_id in users
+        assert event.track_id in known
+    return plays
+
+
+def in_order(plays: list[tuple[bytes, PlayEvent]]) -> None:
+    """Each listener's follow-ups come after a play of the same track (a partition keeps order)."""
+    current: dict[str, int | None] = {}
+    for _, e in plays:
+        if e.kind is PlayKind.PLAY:
+            current[e.user_id] = e.track_id
+        else:
+            assert current.get(e.user_id) == e.track_id, e
+            if e.kind is not PlayKind.LIKE:
+                current[e.user_id] = None
+
+
+def echo(settings: Settings, stop: threading.Event) -> None:
+    """A stand-in recommender: one Recommendation per play, caused by it, until ``stop``."""
+    c = consumer(settings, settings.topic(PLAYS), group_id=None)
+    p = producer(settings, linger_ms=0)
+    try:
+        while not stop.is_set():
+            for records in c.poll(timeout_ms=100).values():
+                for r in records:
+                    e = decode(PlayEvent, r.value)
+                    answer = Recommendation(
+                        user_id=e.user_id,
+                        items=[RecommendedTrack(track_id=e.track_id, score=1.0, reason="echo")],
+                        cause_event_id=e.event_id,
+                        cause_ts=e.ts,
+                    )
+                    p.send(settings.topic(RECOMMENDATIONS), key=encode_key(e.user_id), value=encode(answer))
+            p.flush()
+    finally:
+        c.close()
+        p.close()
+
+
+@pytest.mark.stack
+def test_via_kafka_every_accepted_event_is_on_the_plays_topic_once(topics: Settings, db: Db) -> None:
+    config = SimulationConfig(
+        listeners=8, rate=20.0, duration_s=3.0, via="kafka", sockets=False, seed=7, progress=False
+    )
+    with pytest.raises(SimulationError, match="cadenza demo"):
+        run(topics, config)
+    db.tracks.insert_many(catalogue_docs())
+
+    report = run(topics, config)
+
+    assert report.run_tag == "s7" and report.seed == 7
+    assert report.failed == {}
+    assert report.sent == report.accepted == len(report.accepted_event_ids) == report.scheduled
+    assert 30 <= report.accepted <= 100  # Poisson, mean 60
+    assert report.achieved_rate == pytest.approx(report.sent / 3.0, rel=0.2)
+    assert (report.sockets, report.received, report.outstanding) == (0, 0, 0)
+    assert report.note is not None and "--no-sockets" in report.note
+    in_order(check_topic(topics, report))
+
+
+@pytest.mark.stack
+def test_via_gateway_with_sockets_every_play_lands_once_and_recommendations_are_timed(
+    topics: Settings, db: Db, tmp_path: Path
+) -> None:
+    db.tracks.insert_many(catalogue_docs())
+    port, secret = free_port(), "simulator-secret-of-at-least-32-chars"
+    log = tmp_path / "gateway.log"
+    env = child_env(
+        topics,
+        gateway_host="127.0.0.1",
+        gateway_port=port,
+        token_secret=secret,
+        gateway_heartbeat_s=0.5,  # pings every 0.5 s: an unanswered socket would be closed in 1.5 s
+        log_level="WARNING",
+    )
+    with log.open("ab") as out:
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "infra", "gateway"],
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    stop = threading.Event()
+    echoing = threading.Thread(target=echo, args=(topics, stop), daemon=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", gateway, log)
+        settings = topics.model_copy(
+            update={"token_secret": SecretStr(secret), "gateway_host": "127.0.0.1", "gateway_port": port}
+        )
+        config = SimulationConfig(listeners=6, rate=20.0, duration_s=3.0, drain_s=1.5, progress=False)
+
+        report = run(settings, config)
+
+        assert (report.via, report.url) == ("gateway", f"http://127.0.0.1:{port}")
+        assert report.sockets == 6
+        assert report.socket_errors == {}, report.socket_errors  # pings were answered
+        assert report.failed == {}
+        assert report.sent == report.accepted == len(report.accepted_event_ids) > 20
+        assert (report.received, report.matched, report.unmatched, report.listeners_reached) == (0, 0, 0, 0)
+        assert report.outstanding == report.accepted
+        assert set(report.latency_ms.values()) == {None}
+        assert report.note == NO_RECOMMENDER
+        assert report.drain_s >= 1.5
+        assert json.loads(json.dumps(report.to_dict()))["accepted"] == report.accepted
+        accepted_before = set(report.accepted_event_ids)
+        assert summary(report).row_count >= 10
+        in_order(check_topic(topics, report))
+
+        # Now with a (stand-in) recommender: each accepted play's list arrives and is timed.
+        echoing.start()
+        report = run(settings, SimulationConfig(listeners=6, rate=20.0, duration_s=2.0, progress=False))
+        assert report.failed == {} and report.socket_errors == {}
+        assert report.received == report.matched == report.accepted > 10
+        assert (report.unmatched, report.outstanding, report.note) == (0, 0, None)
+        assert report.drain_s < 10.0  # stopped waiting once all had come
+        lat = report.latency_ms
+        assert lat["p50"] is not None and lat["max"] is not None and 0 < lat["p50"] <= lat["max"] < 10_000
+        reached = {e.user_id for _, e in check_topic(topics, report, earlier=accepted_before)}
+        assert report.listeners_reached == len(reached)
+    finally:
+        stop.set()
+        if echoing.is_alive():
+            echoing.join(timeout=10)
+        gateway.terminate()
+        try:
+            gateway.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+            gateway.wait(timeout=10)
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the gateway exited ({proc.returncode}):\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=3, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(
+        f"the gateway was not ready in {READY_TIMEOUT_S:.0f} s:\n{log.read_text(errors='replace')[-3000:]}"
+    )
+
+
+# --- pure helpers (no stack) ----------------------------------------------------------------------
+
+
+def test_helpers_name_listeners_match_recommendations_and_summarise_latency() -> None:
+    assert user_ids("abc", 2) == ["sim-abc-0", "sim-abc-1"]
+    assert ws_url("http://h:8000/", "T") == "ws://h:8000/ws?token=T"
+    assert ws_url("https://h", "T") == "wss://h/ws?token=T"
+    assert ws_url("h:1", "T") == "ws://h:1/ws?token=T"
+    arrivals = [Arrival("u", 10.25, "a"), Arrival("u", 11.0, None), Arrival("u", 12.0, "zzz")]
+    latencies, unmatched = match(arrivals, {"a": 10.0, "b": 10.5})
+    assert latencies == [250.0] and unmatched == 2
+    assert latency_summary([]) == {"p50": None, "p95": None, "p99": None, "max": None}
+    lat = latency_summary([float(i) for i in range(1, 101)])
+    assert lat["p50"] == pytest.approx(50.5) and lat["max"] == 100.0
+    assert lat["p99"] is not None and 99 <= lat["p99"] <= 100
+    for bad in ({"listeners": 0}, {"rate": 0.0}, {"duration_s": -1.0}, {"via": "carrier-pigeon"}):
+        with pytest.raises(ValueError):
+            SimulationConfig(**bad)

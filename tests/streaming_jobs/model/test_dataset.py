@@ -1,0 +1,90 @@
+"""Feature vectors for the model: validation (every left-out row counted), split, MongoDB read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from pymongo.database import Database
+
+from schemas.features import FEATURE_SET_VERSION, N_FEATURES
+from streaming_jobs.model.dataset import EXCLUSION_REASONS, holdout_mask, load_tracks, play_counts, validate
+from tests.streaming_jobs._catalogue import make_catalogue
+
+Db = Database[dict[str, Any]]
+
+
+def vec(value: float = 1.0) -> list[float]:
+    return [value] * N_FEATURES
+
+
+def test_validate_counts_every_left_out_row_by_reason() -> None:
+    docs: list[dict[str, Any]] = [
+        {"_id": 30, "features": vec(3.0), "genre_top": "Rock"},
+        {"_id": 10, "features": vec(1.0), "genre_top": ""},
+        {
+            "_id": 20,
+            "features": [*vec()[:-1], 7],
+            "genre_top": "Pop",
+            "feature_set_version": FEATURE_SET_VERSION,
+        },
+        {"_id": 1},
+        {"_id": 2, "features": None},
+        {"_id": 3, "features": vec()[:-1]},
+        {"_id": 4, "features": [*vec()[:-1], float("nan")]},
+        {"_id": 5, "features": [*vec()[:-1], float("-inf")]},
+        {"_id": 6, "features": [*vec()[:-1], None]},
+        {"_id": 7, "features": [*vec()[:-1], "x"]},
+        {"_id": 8, "features": vec(), "feature_set_version": "other"},
+        {"_id": 9, "features": "not a list"},
+    ]
+    table = validate(docs)
+    assert table.ids.tolist() == [10, 20, 30]
+    assert table.genres == (None, "Pop", "Rock")
+    assert table.matrix.shape == (3, N_FEATURES) and table.matrix.dtype == np.float64
+    assert table.matrix[1, -1] == 7.0
+    assert table.excluded_counts == {"missing": 2, "wrong_length": 2, "not_finite": 4, "other_feature_set": 1}
+    assert table.excluded_ids == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert tuple(table.excluded_counts) == EXCLUSION_REASONS
+
+
+def test_validate_of_nothing_is_an_empty_table() -> None:
+    table = validate([])
+    assert len(table) == 0 and table.matrix.shape == (0, N_FEATURES)
+
+
+def test_holdout_is_seeded_per_track_and_stable_under_additions() -> None:
+    ids = np.arange(1, 20001, dtype=np.int64)
+    mask = holdout_mask(ids, 0.2, seed=42)
+    assert 0.18 < mask.mean() < 0.22
+    assert np.array_equal(mask, holdout_mask(ids, 0.2, seed=42))
+    assert not np.array_equal(mask, holdout_mask(ids, 0.2, seed=43))
+    more = np.concatenate([ids, np.arange(50000, 50100, dtype=np.int64)])
+    assert np.array_equal(holdout_mask(more, 0.2, 42)[: ids.size], mask)
+    assert not holdout_mask(ids, 0.0, 42).any()
+
+
+@pytest.mark.stack
+def test_load_tracks_reads_mongodb(db: Db) -> None:
+    catalogue = make_catalogue(n_genres=3, per_genre=5, unlabelled=1)
+    db.tracks.insert_many(catalogue.docs)
+    seen: list[int] = []
+    table = load_tracks(db, batch_size=4, on_batch=seen.append)
+    assert len(table) == catalogue.n_valid and sum(seen) == len(catalogue.docs)
+    assert {r: n for r, n in table.excluded_counts.items() if n} == catalogue.bad
+    first = next(d for d in catalogue.docs if d["_id"] == int(table.ids[0]))
+    assert table.matrix[0].tolist() == first["features"]
+    assert sum(g is None for g in table.genres) == 1
+
+
+@pytest.mark.stack
+def test_play_counts_are_most_played_first(db: Db) -> None:
+    db.plays.insert_many(
+        [
+            {"_id": f"e{i}", "user_id": "u", "track_id": t, "kind": "play"}
+            for i, t in enumerate([5, 7, 7, 9, 7, 9])
+        ]
+    )
+    assert play_counts(db) == [(7, 3), (9, 2), (5, 1)]
+    assert play_counts(db, limit=1) == [(7, 3)]
