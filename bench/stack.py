@@ -1,5 +1,5 @@
 """Benchmark of the local stack: produce rate (kafka-python vs aiokafka), bulk upserts of
-518-float track documents, and `cadenza stack up` time with warm caches.
+track documents (518 features packed as float32), and `cadenza stack up` time with warm caches.
 
 Bounded workload on loopback; starts its own stack on free ports in a temporary data
 dir. Prints a table and writes ``bench/results/stack.json``.
@@ -120,7 +120,11 @@ def main() -> None:
     rows = [
         ("produce 1 KiB, kafka-python (acks=all, idempotent)", f"{kp:,.0f} msg/s", ">= 20,000 msg/s"),
         ("produce 1 KiB, aiokafka (acks=all, idempotent)", f"{ak:,.0f} msg/s", ">= 20,000 msg/s"),
-        ("bulk insert 518-float tracks", f"{upserts['insert_new']:,.0f} docs/s", ">= 2,000 docs/s"),
+        (
+            "bulk insert tracks (518 packed float32)",
+            f"{upserts['insert_new']:,.0f} docs/s",
+            ">= 2,000 docs/s",
+        ),
         (
             "bulk upsert (replace) existing",
             f"{upserts['replace_upsert_existing']:,.0f} docs/s",

@@ -41,6 +41,7 @@ from infra.spark import spark_session
 from schemas.codec import encode, encode_key
 from schemas.events import PlayEvent, PlayKind, TrackEvent
 from schemas.topics import PLAYS, TRACKS_ASSIGNED, TRACKS_NEW
+from schemas.vectors import pack, unpack
 from streaming_jobs.model.train import TrainingOptions, run_training
 from streaming_jobs.streams.assign import start_assign
 from streaming_jobs.streams.plays import start_plays
@@ -175,7 +176,7 @@ def synthetic_tracks(n: int, genres: int, seed: int, first_id: int) -> list[dict
         {
             "_id": first_id + i,
             "title": f"t{first_id + i}",
-            "features": x[i].tolist(),
+            "features": pack(x[i]),
             "genre_top": f"g{labels[i]}",
         }
         for i in range(n)
@@ -214,7 +215,9 @@ def bench_assign(spark: Any, settings: Settings, duration_s: float, interval_s: 
         for doc in fresh:
             if time.monotonic() - started > duration_s:
                 break
-            event = TrackEvent(track_id=doc["_id"], title=doc["title"], features=doc["features"])
+            event = TrackEvent(
+                track_id=doc["_id"], title=doc["title"], features=unpack(doc["features"]).tolist()
+            )
             p.send(topic, key=encode_key(event.track_id), value=encode(event))
             p.flush()
             sent[event.track_id] = time.time()

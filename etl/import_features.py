@@ -5,7 +5,8 @@ Sources: ``fma_metadata/features.csv`` + ``tracks.csv`` of an FMA root (read by
 (``source="fma-features"``); or ``n`` synthetic FMA-shaped rows from
 :func:`etl.synthetic.synthetic_features` with titles, artists and genre names, for
 scale tests (``source="synthetic"``). Destination: the same ``tracks`` documents the
-batch job writes (:class:`~schemas.documents.TrackDoc` shape), inserted in unordered
+batch job writes (:class:`~schemas.documents.TrackDoc` shape, vectors packed by
+:func:`schemas.vectors.pack_many`), inserted in unordered
 batches from two threads, so building a batch overlaps with storing the previous one.
 Rows already stored (duplicate ``_id``) are left as they are and counted. No events
 are published: a bulk import seeds the catalogue that the model is trained on.
@@ -31,6 +32,7 @@ from infra.mongo import client, database, init_db, ping
 from infra.settings import Settings
 from schemas.events import utcnow
 from schemas.features import FEATURE_SET_VERSION, N_FEATURES
+from schemas.vectors import pack_many
 
 Progress = Callable[[int, int], None]
 
@@ -139,7 +141,7 @@ def synthetic_rows(n: int, genres: int = 16, seed: int = 0) -> FeatureRows:
 def documents(rows: FeatureRows, start: int, stop: int) -> list[writer.Doc]:
     """``tracks`` documents of rows ``start:stop`` (the TrackDoc shape, built without pydantic)."""
     now = utcnow()
-    vectors = rows.matrix[start:stop].astype(np.float64).tolist()
+    vectors = pack_many(rows.matrix[start:stop])
     return [
         {
             "_id": track_id,

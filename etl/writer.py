@@ -34,13 +34,15 @@ from infra.mongo import Doc
 from schemas.codec import encode, encode_key
 from schemas.documents import EtlErrorDoc, TrackDoc
 from schemas.events import TrackEvent
+from schemas.vectors import VectorError, pack, unpack
 
 TRACKS: Final = "tracks"
 ERRORS: Final = "etl_errors"
 OUTBOX: Final = "etl_outbox"
 DUPLICATE_KEY: Final = 11000
-#: A full scan decodes every document (~500/s on FerretDB for 518-float tracks); an
-#: ``_id`` lookup costs about as much as decoding 1.7 documents. Scan below this ratio.
+#: A full scan decodes every document (~500/s on FerretDB for tracks whose vector was an
+#: array of 518 doubles); an ``_id`` lookup costs about as much as decoding 1.7 such
+#: documents. Scan below this ratio.
 SCAN_RATIO: Final = 1.5
 FLUSH_TIMEOUT_S: Final = 60.0
 
@@ -53,16 +55,20 @@ class StorageError(EtlError):
 
 
 def track_document(fields: Mapping[str, Any], features: np.ndarray | Sequence[float], source: str) -> Doc:
-    """A validated ``tracks`` document: metadata fields + 518 features (float32 values)."""
-    vector = np.asarray(features, dtype=np.float32).astype(np.float64).tolist()
-    return TrackDoc(**fields, features=vector, source=source).to_mongo()
+    """A validated ``tracks`` document: metadata fields + 518 features, packed float32."""
+    doc = TrackDoc(**fields, source=source).to_mongo()
+    doc["features"] = pack(features)
+    return doc
 
 
 def track_event(doc: Mapping[str, Any]) -> TrackEvent:
     """The ``tracks.new`` message announcing a stored track (text cut to the message limits)."""
-    features = doc.get("features")
-    if features is None:
+    if doc.get("features") is None:
         raise EtlError(f"track {doc['_id']} has no features; it cannot be announced")
+    try:
+        features = unpack(doc["features"]).tolist()
+    except VectorError as err:
+        raise EtlError(f"track {doc['_id']}: {err}; it cannot be announced") from None
     return TrackEvent(
         track_id=int(doc["_id"]),
         title=str(doc.get("title") or "")[:1000],
@@ -72,7 +78,7 @@ def track_event(doc: Mapping[str, Any]) -> TrackEvent:
         genre_top=None if doc.get("genre_top") is None else str(doc["genre_top"])[:200],
         duration_s=float(doc.get("duration_s") or 0.0),
         audio_path=doc.get("audio_path"),
-        features=list(features),
+        features=features,
         feature_set_version=str(doc["feature_set_version"]),
     )
 

@@ -2,10 +2,11 @@
 
 Source: the ``tracks`` collection (written by the ETL and the streaming assign job)
 and, for similar tracks, the current model's ``export.json`` (the numpy twin of the
-Spark pipeline: the same reduced space the recommender ranks in). Destination: the
-JSON of ``/api/tracks…`` and ``/api/genres``. Request values are only ever used as
-plain values: text is matched through an escaped regular expression, never passed as
-a query document, so ``{"$ne": …}``-style operators cannot reach MongoDB.
+Spark pipeline: the same reduced space the recommender ranks in) and the cluster's
+feature vectors (packed or legacy, decoded by :func:`schemas.vectors.unpack_many`).
+Destination: the JSON of ``/api/tracks…`` and ``/api/genres``. Request values are only
+ever used as plain values: text is matched through an escaped regular expression, never
+passed as a query document, so ``{"$ne": …}``-style operators cannot reach MongoDB.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pymongo.database import Database
 
 from gateway.errors import NotFoundError
 from schemas.cluster_model import ClusterModel, current_version, load_current
+from schemas.vectors import unpack_many
 
 PUBLIC: Final = {
     "title": 1,
@@ -166,11 +168,11 @@ class Similar:
         if cached is not None and time.monotonic() - cached[0] < CLUSTER_CACHE_S:
             return cached[1], cached[2]
         docs = list(db.tracks.find({"cluster": cluster, "features": {"$ne": None}}, {"features": 1}))
-        docs = [d for d in docs if len(d.get("features") or []) == model.n_features]
-        ids = np.asarray([int(d["_id"]) for d in docs], dtype=np.int64)
+        vectors = unpack_many([d["features"] for d in docs])
+        ids = np.asarray([int(d["_id"]) for d in docs], dtype=np.int64)[vectors.ok]
         coords = (
-            model.transform(np.asarray([d["features"] for d in docs], dtype=np.float64))
-            if docs
+            model.transform(vectors.matrix.astype(np.float64))
+            if len(vectors)
             else np.zeros((0, model.n_components))
         )
         with self._lock:

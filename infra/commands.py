@@ -13,13 +13,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from infra.demo import demo_app
 from infra.groups import GroupAssignment
 from infra.kafka_clients import ensure_topics
 from infra.logs import setup_logging
-from infra.mongo import client, database, init_db
+from infra.migrations import migrate_vectors
+from infra.mongo import client, database, init_db, ping
 from infra.offsets import LagRow, lag_rows
 from infra.settings import Settings, get_settings
 from infra.settings_doc import settings_markdown, settings_rows, update_readme
@@ -27,12 +29,14 @@ from infra.stack.manager import LocalStack, StackStatus
 from schemas.json_schema import export
 
 console = Console()
+#: Unconvertible documents ``db migrate`` lists by id (all are counted).
+SHOWN_FAILURES = 20
 
 stack_app = typer.Typer(
     help="The local stack under the data dir: Apache Kafka (KRaft) + FerretDB; with --profile cluster "
     "three brokers, FerretDB and a Spark standalone cluster."
 )
-db_app = typer.Typer(help="MongoDB collections and indexes.")
+db_app = typer.Typer(help="MongoDB collections, indexes and data migrations.")
 schemas_app = typer.Typer(help="Message contracts for upstream services.")
 
 
@@ -142,6 +146,48 @@ def db_init() -> None:
     for item in created:
         console.print(f"  created {item}")
     console.print(f"database {settings.mongodb_db}: {len(created)} change(s)")
+
+
+@db_app.command("migrate")
+def db_migrate(
+    batch_size: int = typer.Option(500, "--batch-size", min=1, max=10_000, help="Documents per bulk write."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Convert at most this many documents, then stop (run again to go on)."
+    ),
+) -> None:
+    """Rewrite legacy feature vectors (BSON arrays of 518 doubles) in `tracks` as packed float32.
+
+    Idempotent and resumable: only vectors still stored as arrays are touched, in _id
+    order, one bulk write per batch; a stopped run is finished by the next one. A vector
+    that cannot be converted is left as it is and reported (exit code 1).
+    """
+    settings = _settings()
+    mongo = client(settings)
+    try:
+        ping(settings, mongo)
+        columns = (
+            TextColumn("[bold]packing vectors"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("migrate", total=None)
+            result = migrate_vectors(
+                database(settings, mongo),
+                batch_size=batch_size,
+                limit=limit,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    finally:
+        mongo.close()
+    for track_id, reason in sorted(result.failed.items())[:SHOWN_FAILURES]:
+        console.print(f"  [yellow]left as is[/] track {track_id}: {reason}", highlight=False)
+    if len(result.failed) > SHOWN_FAILURES:
+        console.print(f"  … and {len(result.failed) - SHOWN_FAILURES:,} more", highlight=False)
+    console.print(f"database {settings.mongodb_db}: {result.line()}", highlight=False, soft_wrap=True)
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @stack_app.command("topics")

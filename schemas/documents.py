@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.events import PlayKind, TrackCount, TrackId, UserId, UtcDatetime, utcnow
 from schemas.features import FEATURE_SET_VERSION
+from schemas.vectors import pack, unpack
 
 
 class Document(BaseModel):
@@ -29,7 +30,12 @@ class Document(BaseModel):
 
 
 class TrackDoc(Document):
-    """``tracks``: one catalogue entry with its feature vector and cluster."""
+    """``tracks``: one catalogue entry with its feature vector and cluster.
+
+    ``features`` is stored packed (float32 binary, :mod:`schemas.vectors`): :meth:`to_mongo`
+    packs it, and a stored document validates in either layout. Readers of many tracks
+    decode with :func:`schemas.vectors.unpack_many` instead of this model.
+    """
 
     id: TrackId = Field(alias="_id")
     title: str = ""
@@ -46,6 +52,17 @@ class TrackDoc(Document):
     cluster: int | None = None
     model_version: str | None = None
     updated: datetime = Field(default_factory=utcnow)
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _unpacked(cls, value: Any) -> Any:
+        return unpack(value).tolist() if isinstance(value, bytes) else value
+
+    def to_mongo(self) -> dict[str, Any]:
+        doc = super().to_mongo()
+        if self.features is not None:
+            doc["features"] = pack(self.features)
+        return doc
 
 
 class EtlErrorDoc(Document):

@@ -35,6 +35,8 @@ UserId = Annotated[
     ),
 ]
 TrackId = Annotated[int, Field(gt=0, lt=2**53, description="FMA track id (positive integer).")]
+#: Largest float32: feature values are stored as float32, so larger ones are refused.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -110,7 +112,8 @@ class TrackEvent(Message):
     """A track entering the catalogue (topic ``cadenza.tracks.new``, key ``track_id``).
 
     Carries the metadata and the 518-value feature vector in
-    :data:`schemas.features.FEATURE_COLUMNS` order.
+    :data:`schemas.features.FEATURE_COLUMNS` order (finite, within float32's range: a
+    JSON list here, packed float32 in MongoDB).
     """
 
     track_id: TrackId
@@ -131,6 +134,8 @@ class TrackEvent(Message):
         for i, v in enumerate(values):
             if not math.isfinite(v):
                 raise ValueError(f"feature {i} is not finite ({v})")
+            if abs(v) > FLOAT32_MAX:  # stored as float32 (schemas.vectors): it would be inf
+                raise ValueError(f"feature {i} ({v:g}) is outside float32's range")
         return values
 
 

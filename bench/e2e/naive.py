@@ -23,6 +23,7 @@ from pymongo.database import Database
 
 from bench.e2e.analysis import naive_summary
 from bench.e2e.system import System
+from schemas.vectors import unpack, unpack_many
 
 RECO_K, RECENT_N = 10, 20
 
@@ -44,10 +45,10 @@ def naive_recommend(
         return []
     rows = list(db.tracks.find({"cluster": seed["cluster"]}, {"features": 1}))
     t3 = time.perf_counter()
-    rows = [r for r in rows if r.get("features")]
-    ids = [int(r["_id"]) for r in rows]
-    matrix = np.asarray([r["features"] for r in rows], dtype=np.float64)
-    distance = ((matrix - np.asarray(seed["features"], dtype=np.float64)) ** 2).sum(axis=1)
+    vectors = unpack_many([r.get("features") for r in rows])
+    ids = [int(r["_id"]) for r, ok in zip(rows, vectors.ok.tolist(), strict=True) if ok]
+    matrix = vectors.matrix.astype(np.float64)
+    distance = ((matrix - unpack(seed["features"]).astype(np.float64)) ** 2).sum(axis=1)
     skip = recent | {track}
     out = [ids[j] for j in np.argsort(distance) if ids[j] not in skip][:RECO_K]
     t4 = time.perf_counter()

@@ -43,6 +43,17 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
         "case string, types.ObjectID, int32, int64:",
         2,
     ),
+    # It pushed ``_id`` down only when ``_id`` was the filter's only key, so an update
+    # filtered on ``_id`` and another field (``cadenza db migrate``: ``_id`` and
+    # ``features`` still an array) scanned the whole table, for every document. Push the
+    # ``_id`` down whatever else the filter holds: every handler applies the whole filter
+    # to what the backend returns anyway (a pushdown only narrows the rows read).
+    (
+        "internal/backends/sqlite/collection.go",
+        "if params.Filter.Len() == 1 {",
+        "if params.Filter.Len() >= 1 {",
+        2,
+    ),
     # The update handler deferred closing each statement's query iterator to the end of
     # the whole command: a bulk write updating more than 100 existing documents used up
     # the 100-connection pool and hung forever. Close each one when its update is done.
@@ -54,7 +65,7 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
         1,
     ),
 )
-PATCH_LEVEL = "cadenza2"
+PATCH_LEVEL = "cadenza3"
 
 
 def apply_patches(src: Path) -> None:

@@ -1,7 +1,8 @@
 """Track feature vectors for the model: MongoDB ``tracks`` -> a validated numpy table -> Spark.
 
-Source: the ``tracks`` collection (``features``: 518 floats in
-:data:`schemas.features.FEATURE_COLUMNS` order, written by ``etl``; ``genre_top``) and
+Source: the ``tracks`` collection (``features``: 518 float32 values in
+:data:`schemas.features.FEATURE_COLUMNS` order, written by ``etl``, packed or as a legacy
+array, decoded by :mod:`schemas.vectors`; ``genre_top``) and
 the ``plays`` history (for the popularity baseline). Destinations: a
 :class:`FeatureTable` (ids, genres, float64 matrix, and every left-out track counted by
 reason), and from it a Spark DataFrame ``(id, holdout, vector)`` for the training job.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import compress, islice
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -25,6 +27,7 @@ from pymongo.errors import PyMongoError
 
 from infra.mongo import Doc
 from schemas.features import FEATURE_SET_VERSION, N_FEATURES
+from schemas.vectors import Kind, unpack_many
 from streaming_jobs.errors import RegistryError
 
 if TYPE_CHECKING:
@@ -33,6 +36,18 @@ if TYPE_CHECKING:
 
 #: Reasons a track is left out of training, in report order.
 EXCLUSION_REASONS: Final = ("missing", "wrong_length", "not_finite", "other_feature_set")
+#: :class:`schemas.vectors.VectorError` kinds -> the report's reasons (the report's names
+#: predate the packed layout: another type or binary layout counts as a wrong length, and
+#: nulls or text as not finite).
+_REASON: Final[dict[Kind, str]] = {
+    "missing": "missing",
+    "wrong_type": "wrong_length",
+    "wrong_length": "wrong_length",
+    "not_numeric": "not_finite",
+    "not_finite": "not_finite",
+}
+#: Documents decoded per :func:`schemas.vectors.unpack_many` call.
+CHUNK: Final = 2000
 _PROJECTION: Final = {"features": 1, "genre_top": 1, "feature_set_version": 1}
 
 
@@ -62,52 +77,42 @@ class FeatureTable:
         )
 
 
-def _reason(doc: Mapping[str, Any]) -> str | None:
-    """Why a document's vector cannot be used without converting it (cheap checks first)."""
-    features = doc.get("features")
-    if features is None:
-        return "missing"
-    if doc.get("feature_set_version", FEATURE_SET_VERSION) != FEATURE_SET_VERSION:
-        return "other_feature_set"
-    if not isinstance(features, list | tuple) or len(features) != N_FEATURES:
-        return "wrong_length"
-    return None
+def _chunks(docs: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
+    it = iter(docs)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
-def _to_row(features: Any) -> NDArray[np.float64] | None:
-    """A finite float64 vector, or None (NaN/inf, nulls, strings: anything not all numbers)."""
-    try:
-        arr = np.asarray(features)
-    except (TypeError, ValueError):
-        return None
-    if arr.ndim != 1 or arr.dtype.kind not in "fiu":
-        return None
-    row = arr.astype(np.float64)
-    return row if np.isfinite(row).all() else None
+def validate(docs: Iterable[Mapping[str, Any]], chunk: int = CHUNK) -> FeatureTable:
+    """Turn ``tracks`` documents into a :class:`FeatureTable` (pure; no IO).
 
-
-def validate(docs: Iterable[Mapping[str, Any]]) -> FeatureTable:
-    """Turn ``tracks`` documents into a :class:`FeatureTable` (pure; no IO)."""
+    Vectors are decoded ``chunk`` documents at a time by :func:`schemas.vectors.unpack_many`
+    (packed or legacy arrays alike), so only float32 blocks are kept, never the documents.
+    """
     ids: list[int] = []
     genres: list[str | None] = []
-    rows: list[NDArray[np.float64]] = []
+    blocks: list[NDArray[np.float32]] = []
     excluded: dict[str, list[int]] = {r: [] for r in EXCLUSION_REASONS}
-    for doc in docs:
-        track_id = int(doc["_id"])
-        reason = _reason(doc)
-        row = None if reason else _to_row(doc["features"])
-        if reason is None and row is None:
-            reason = "not_finite"
-        if reason is not None or row is None:
-            excluded[reason or "not_finite"].append(track_id)
-            continue
-        ids.append(track_id)
-        genre = doc.get("genre_top")
-        genres.append(str(genre) if genre not in (None, "") else None)
-        rows.append(row)
+    for batch in _chunks(docs, chunk):
+        candidates: list[Mapping[str, Any]] = []
+        for doc in batch:
+            if doc.get("features") is None:
+                excluded["missing"].append(int(doc["_id"]))
+            elif doc.get("feature_set_version", FEATURE_SET_VERSION) != FEATURE_SET_VERSION:
+                excluded["other_feature_set"].append(int(doc["_id"]))
+            else:
+                candidates.append(doc)
+        vectors = unpack_many([doc["features"] for doc in candidates])
+        for i, err in vectors.errors.items():
+            excluded[_REASON[err.kind]].append(int(candidates[i]["_id"]))
+        for doc in compress(candidates, vectors.ok.tolist()):
+            ids.append(int(doc["_id"]))
+            genre = doc.get("genre_top")
+            genres.append(str(genre) if genre not in (None, "") else None)
+        blocks.append(vectors.matrix)
     id_array = np.asarray(ids, dtype=np.int64)
-    matrix = np.vstack(rows) if rows else np.empty((0, N_FEATURES))
-    rows.clear()
+    matrix = np.concatenate(blocks, dtype=np.float64) if blocks else np.empty((0, N_FEATURES))
+    blocks.clear()
     if id_array.size > 1 and not bool((np.diff(id_array) > 0).all()):
         order = np.argsort(id_array, kind="stable")
         id_array, matrix, genres = id_array[order], matrix[order], [genres[i] for i in order]
@@ -127,7 +132,7 @@ def load_tracks(
     on_batch: Callable[[int], None] | None = None,
 ) -> FeatureTable:
     """Read every track's vector (or those matching ``query``) in batches and validate them
-    as they arrive (one float64 row per track is kept, never the raw documents)."""
+    as they arrive (float32 blocks are kept, never the raw documents)."""
 
     def stream() -> Iterator[Doc]:
         cursor = db["tracks"].find(dict(query or {}), _PROJECTION, batch_size=batch_size)

@@ -8,9 +8,9 @@ Source: ``cadenza.tracks.new`` through Spark's Kafka connector (checkpoint
 2. runs the current Spark ``PipelineModel`` (StandardScaler -> PCA -> KMeans) on the
    feature vectors. The registry pointer is checked at every batch, so a promoted
    model is used from the next batch on, without a restart;
-3. upserts each track into ``tracks`` (metadata, features, ``cluster``,
-   ``model_version``) from the executors, keyed by ``_id``: a replayed batch writes the
-   same documents;
+3. upserts each track into ``tracks`` (metadata, features packed as float32 by
+   :meth:`schemas.documents.TrackDoc.to_mongo`, ``cluster``, ``model_version``) from the
+   executors, keyed by ``_id``: a replayed batch writes the same documents;
 4. then publishes a ``TrackAssigned`` per track on ``cadenza.tracks.assigned``.
 
 Without a promoted model, tracks are stored without a cluster (promotion labels them

@@ -25,6 +25,7 @@ from schemas.events import PlayEvent
 from schemas.json_schema import export
 from schemas.tokens import issue
 from schemas.topics import PLAYS
+from schemas.vectors import unpack
 from tests.conftest import read_until_idle
 from tests.e2e.conftest import System
 from tests.gateway.test_browser import AUDIO_PLAYING, CHROMIUM, CHROMIUM_ARGS, UPNEXT_IDS
@@ -170,13 +171,14 @@ def test_an_upstream_track_is_assigned_by_spark_and_recommendable_at_once(
     source = system.db.tracks.find_one({"features": {"$ne": None}, "cluster": {"$ne": None}})
     assert source is not None
     new_id = int(max(d["_id"] for d in system.db.tracks.find({}, {"_id": 1}))) + 1000
-    expected = model.assign_one(source["features"])
+    features = unpack(source["features"]).tolist()  # stored packed; the event carries a JSON list
+    expected = model.assign_one(features)
     track = {
         "track_id": new_id,
         "title": "Upstream Premiere",
         "artist": "Another Service",
         "genre_top": source.get("genre_top"),
-        "features": source["features"],
+        "features": features,
     }
     (tmp_path / "track.json").write_text(json.dumps(track))
     schemas = tmp_path / "schemas"

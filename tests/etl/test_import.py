@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from bson.binary import Binary
 from pymongo.database import Database
 
 from etl.errors import EtlError, MetadataError
@@ -28,6 +29,7 @@ from etl.writer import count
 from infra.settings import Settings
 from schemas.documents import TrackDoc
 from schemas.features import FEATURE_SET_VERSION, FEATURE_TRIPLES, N_FEATURES
+from schemas.vectors import SUBTYPE, unpack
 
 Db = Database[dict[str, Any]]
 IDS = [2, 3, 5, 10, 20, 26, 30, 46, 48, 134, 135, 136]
@@ -70,7 +72,7 @@ def test_fma_features_are_stored_as_track_documents(settings: Settings, db: Db, 
         assert doc["title"] == tracks.loc[track_id, ("track", "title")]
         assert doc["genre_top"] == tracks.loc[track_id, ("track", "genre_top")]
         row = table.loc[track_id, list(FEATURE_TRIPLES)].to_numpy(dtype=np.float32)
-        np.testing.assert_array_equal(np.asarray(doc["features"], dtype=np.float32), row)
+        np.testing.assert_array_equal(unpack(doc["features"]), row)
 
     again = import_fma(settings, fma_root)
     assert (again.stored, again.already) == (0, len(expected))
@@ -88,7 +90,7 @@ def test_synthetic_rows_are_imported_in_batches(settings: Settings, db: Db) -> N
         assert doc is not None
         assert doc["genre_top"] == GENRES[labels[i]][1] and doc["genres"] == [GENRES[labels[i]][0]]
         assert doc["title"] and doc["artist"] and doc["source"] == SYNTHETIC_SOURCE
-        np.testing.assert_array_equal(np.asarray(doc["features"], dtype=np.float32), matrix[i])
+        np.testing.assert_array_equal(unpack(doc["features"]), matrix[i])
 
 
 @pytest.mark.stack
@@ -109,7 +111,8 @@ def test_documents_have_the_track_doc_shape() -> None:
     for doc in docs:
         model = TrackDoc.model_validate(doc)
         assert list(model.to_mongo()) == list(doc)
-        assert len(doc["features"]) == N_FEATURES and all(isinstance(v, float) for v in doc["features"])
+        assert isinstance(doc["features"], Binary) and doc["features"].subtype == SUBTYPE  # packed
+        assert unpack(doc["features"]).shape == (N_FEATURES,)
 
 
 def test_bad_arguments_and_files_are_actionable_errors(tmp_path: Path, fma_root: Path) -> None:

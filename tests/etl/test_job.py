@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bson.binary import Binary
 from kafka import TopicPartition
 from pymongo.database import Database
 
@@ -34,6 +35,7 @@ from schemas.codec import decode
 from schemas.documents import TrackDoc
 from schemas.events import TrackEvent
 from schemas.features import FEATURE_SET_VERSION, N_FEATURES
+from schemas.vectors import SUBTYPE, unpack
 
 Db = Database[dict[str, Any]]
 
@@ -92,7 +94,7 @@ def assert_one_event_per_track(settings: Settings, db: Db) -> list[TrackEvent]:
     assert sorted(ids) == sorted(stored), "exactly one tracks.new event per stored track"
     for key, event in events:
         assert key == str(event.track_id).encode()
-        assert event.features == stored[event.track_id]["features"]
+        assert event.features == unpack(stored[event.track_id]["features"]).tolist()
     return [e for _, e in events]
 
 
@@ -109,7 +111,8 @@ def test_run_stores_every_good_track_reports_the_rest_and_a_rerun_changes_nothin
     catalogue = {t.id: t for t in fma.load_catalogue(sample.root, "small").tracks}
     for track_id, doc in stored.items():
         assert TrackDoc.model_validate(doc).to_mongo().keys() == doc.keys()
-        assert len(doc["features"]) == N_FEATURES and np.all(np.isfinite(doc["features"]))
+        assert isinstance(doc["features"], Binary) and doc["features"].subtype == SUBTYPE  # packed
+        assert unpack(doc["features"]).shape == (N_FEATURES,)
         assert (doc["source"], doc["feature_set_version"]) == ("extracted", FEATURE_SET_VERSION)
         meta = catalogue[track_id]
         assert (doc["title"], doc["artist"], doc["genre_top"]) == (meta.title, meta.artist, meta.genre_top)
@@ -117,7 +120,7 @@ def test_run_stores_every_good_track_reports_the_rest_and_a_rerun_changes_nothin
     first = sample.good[0]
     expected = extract_file(sample.root / stored[first]["audio_path"])
     # Same extractor; BLAS threads (1 in executors, several here) only change rounding.
-    np.testing.assert_allclose(np.asarray(stored[first]["features"], dtype=np.float32), expected, rtol=1e-5)
+    np.testing.assert_allclose(unpack(stored[first]["features"]), expected, rtol=1e-5)
 
     errors = {d["_id"]: d for d in db.etl_errors.find({})}
     assert sorted(errors) == sorted((*sample.broken, sample.missing))

@@ -8,10 +8,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo import MongoClient
 
 from infra.settings import Settings
+from schemas.features import N_FEATURES
 from schemas.topics import TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +64,22 @@ def test_db_init_twice_changes_nothing(settings: Settings, mongo: object) -> Non
     second = _cli(["db", "init"], settings)
     assert second.returncode == 0
     assert "0 change(s)" in second.stdout
+
+
+@pytest.mark.stack
+def test_db_migrate_packs_legacy_vectors_once(settings: Settings, mongo: MongoClient[dict[str, Any]]) -> None:
+    tracks = mongo[settings.mongodb_db].tracks
+    tracks.insert_many([{"_id": i, "features": [float(i)] * N_FEATURES} for i in range(1, 4)])
+    tracks.insert_one({"_id": 9, "features": [1.0, 2.0]})
+    first = _cli(["db", "migrate", "--batch-size", "2"], settings)
+    assert first.returncode == 1, first.stderr  # one vector could not be converted
+    assert "converted 3 · already packed 0 · failed 1 (wrong_length: 1)" in first.stdout
+    assert "track 9: wrong_length: 2 values, expected 518" in first.stdout
+    assert tracks.count_documents({"features": {"$type": "binData"}}) == 3
+    tracks.delete_one({"_id": 9})
+    second = _cli(["db", "migrate"], settings)
+    assert second.returncode == 0, second.stderr
+    assert "nothing changed: converted 0 · already packed 3 · failed 0" in second.stdout
 
 
 def test_readme_configuration_table_is_current() -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
+from bson.binary import Binary
 from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
@@ -14,6 +16,8 @@ from infra.mongo import init_db, ping
 from infra.settings import Settings
 from infra.stack.process import free_port
 from schemas.documents import COLLECTIONS, PlayDoc, TrackDoc
+from schemas.features import N_FEATURES
+from schemas.vectors import SUBTYPE, pack, unpack
 
 pytestmark = pytest.mark.stack
 
@@ -32,8 +36,31 @@ def test_upserts_are_idempotent(db: Database[dict[str, Any]]) -> None:
     for _ in range(3):
         db.tracks.replace_one({"_id": doc.id}, doc.to_mongo(), upsert=True)
     assert db.tracks.count_documents({}) == 1
-    stored = TrackDoc.model_validate(db.tracks.find_one({"_id": 2}))
+    raw = db.tracks.find_one({"_id": 2})
+    assert raw is not None and isinstance(raw["features"], Binary)  # stored packed
+    stored = TrackDoc.model_validate(raw)
     assert stored.features == [0.5] * 518 and stored.title == "Food"
+
+
+def test_packed_vectors_round_trip_unchanged(db: Database[dict[str, Any]]) -> None:
+    """The server keeps BSON binary subtype 9 and its bytes, through find, a projection and
+    an aggregation, and tells it apart from a legacy array by BSON type."""
+    vector = np.random.default_rng(0).standard_normal(N_FEATURES).astype(np.float32)
+    packed = pack(vector)
+    db.tracks.insert_many(
+        [{"_id": 1, "features": packed}, {"_id": 2, "features": vector.astype(float).tolist()}]
+    )
+    reads = [
+        db.tracks.find_one({"_id": 1}),
+        db.tracks.find_one({"_id": 1}, {"features": 1}),
+        next(db.tracks.aggregate([{"$match": {"_id": 1}}, {"$project": {"features": 1}}])),
+    ]
+    for doc in reads:
+        assert doc is not None and isinstance(doc["features"], Binary)
+        assert doc["features"].subtype == SUBTYPE and bytes(doc["features"]) == bytes(packed)
+        assert unpack(doc["features"]).tobytes() == vector.tobytes()
+    assert [d["_id"] for d in db.tracks.find({"features": {"$type": "binData"}}, {"_id": 1})] == [1]
+    assert [d["_id"] for d in db.tracks.find({"features": {"$type": "array"}}, {"_id": 1})] == [2]
 
 
 def test_bulk_upsert_then_query(db: Database[dict[str, Any]]) -> None:

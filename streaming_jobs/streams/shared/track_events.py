@@ -72,7 +72,8 @@ def track_update(
     """``(_id, $set, $setOnInsert)`` of the ``tracks`` upsert for one validated TrackEvent.
 
     Only what the event carries is set, so fields the ETL stored (``subset``,
-    ``source``) survive; a track first seen here gets ``source: "stream"``.
+    ``source``) survive; a track first seen here gets ``source: "stream"``. The
+    event's JSON list of features is stored packed (float32 binary, :mod:`schemas.vectors`).
     """
     event = decode(TrackEvent, value)
     doc = TrackDoc(

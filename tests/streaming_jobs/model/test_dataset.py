@@ -6,10 +6,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bson.binary import Binary
 from pymongo.database import Database
 
 from schemas.features import FEATURE_SET_VERSION, N_FEATURES
+from schemas.vectors import SUBTYPE, pack
 from streaming_jobs.model.dataset import EXCLUSION_REASONS, holdout_mask, load_tracks, play_counts, validate
+from tests._vectors import half_packed
 from tests.streaming_jobs._catalogue import make_catalogue
 
 Db = Database[dict[str, Any]]
@@ -74,8 +77,45 @@ def test_load_tracks_reads_mongodb(db: Db) -> None:
     assert len(table) == catalogue.n_valid and sum(seen) == len(catalogue.docs)
     assert {r: n for r, n in table.excluded_counts.items() if n} == catalogue.bad
     first = next(d for d in catalogue.docs if d["_id"] == int(table.ids[0]))
-    assert table.matrix[0].tolist() == first["features"]
+    assert table.matrix[0].tolist() == np.float32(first["features"]).tolist()  # stored as float32
     assert sum(g is None for g in table.genres) == 1
+
+
+def test_validate_reads_packed_vectors_and_refuses_bad_ones_by_reason() -> None:
+    catalogue = make_catalogue(n_genres=2, per_genre=6, unlabelled=0)
+    legacy, mixed = validate(catalogue.docs), validate(half_packed(catalogue.docs), chunk=5)
+    assert mixed.ids.tolist() == legacy.ids.tolist() and mixed.genres == legacy.genres
+    assert mixed.matrix.dtype == np.float64 and mixed.matrix.tobytes() == legacy.matrix.tobytes()
+    assert mixed.excluded == legacy.excluded
+    bad = validate(
+        [
+            {"_id": 1, "features": pack(vec())[:-4] + b"\x00\x00\x00\x00"},  # bytes: subtype 0
+            {"_id": 2, "features": Binary(bytes(pack(vec()))[:-4], SUBTYPE)},
+            {"_id": 3, "features": Binary(bytes(pack(vec()))[:-4] + b"\x00\x00\xc0\x7f", SUBTYPE)},  # NaN
+            {"_id": 4, "features": pack(vec()), "feature_set_version": "other"},
+            {"_id": 5, "features": pack(vec(2.0))},
+        ]
+    )
+    assert bad.ids.tolist() == [5] and bad.matrix[0].tolist() == vec(2.0)
+    assert {r: ids for r, ids in bad.excluded.items() if ids} == {
+        "wrong_length": [1, 2],
+        "not_finite": [3],
+        "other_feature_set": [4],
+    }
+
+
+@pytest.mark.stack
+def test_load_tracks_reads_a_half_migrated_collection_like_a_legacy_one(db: Db) -> None:
+    catalogue = make_catalogue(n_genres=3, per_genre=5, unlabelled=1)
+    db.tracks.insert_many(catalogue.docs)
+    legacy = load_tracks(db, batch_size=4)
+    db.tracks.delete_many({})
+    db.tracks.insert_many(half_packed(catalogue.docs))
+    assert db.tracks.count_documents({"features": {"$type": "binData"}}) > 0
+    mixed = load_tracks(db, batch_size=4)
+    assert mixed.ids.tolist() == legacy.ids.tolist() and mixed.genres == legacy.genres
+    assert mixed.matrix.tobytes() == legacy.matrix.tobytes()
+    assert mixed.excluded == legacy.excluded
 
 
 @pytest.mark.stack

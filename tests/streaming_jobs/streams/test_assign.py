@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bson.binary import Binary
 from pymongo.database import Database
 from pyspark.sql import SparkSession
 
@@ -24,6 +25,7 @@ from infra.settings import Settings
 from schemas.codec import decode, encode, encode_key
 from schemas.events import DeadLetter, TrackAssigned, TrackEvent
 from schemas.topics import DLQ, TRACKS_ASSIGNED, TRACKS_NEW
+from schemas.vectors import SUBTYPE, unpack
 from streaming_jobs.model import registry
 from streaming_jobs.model.dataset import to_spark
 from streaming_jobs.model.kmeans import predict
@@ -101,7 +103,9 @@ def test_new_tracks_get_the_batch_models_cluster_and_follow_promotions(
         assert {t: (d["cluster"], d["model_version"]) for t, d in stored.items()} == {
             t: (c, v1) for t, c in expected.items()
         }
-        assert stored[first[0]["_id"]]["features"] == pytest.approx(first[0]["features"])
+        packed = stored[first[0]["_id"]]["features"]
+        assert isinstance(packed, Binary) and packed.subtype == SUBTYPE  # stored packed
+        assert unpack(packed).tolist() == np.float32(first[0]["features"]).tolist()
         assert stored[first[0]["_id"]]["source"] == "stream"
         assert (stored[train[0]["_id"]]["source"], stored[train[0]["_id"]]["subset"]) == (
             "extracted",

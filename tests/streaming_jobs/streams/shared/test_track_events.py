@@ -1,4 +1,5 @@
-"""Unit tests of :func:`streaming_jobs.streams.shared.track_events.parse_tracks`.
+"""Unit tests of :func:`streaming_jobs.streams.shared.track_events.parse_tracks` and of
+the ``tracks`` update it leads to (:func:`~streaming_jobs.streams.shared.track_events.track_update`).
 
 Pandas frames in, no Spark.
 """
@@ -6,14 +7,25 @@ Pandas frames in, no Spark.
 from __future__ import annotations
 
 import base64
+import json
 
+import numpy as np
 import pandas as pd
+from bson.binary import Binary
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import MAX_KEPT_BYTES, decode
-from schemas.events import DeadLetter
-from streaming_jobs.streams.shared.track_events import PARSED_SCHEMA, STAGE, parse_tracks
+from schemas.codec import MAX_KEPT_BYTES, decode, encode
+from schemas.events import DeadLetter, TrackEvent, utcnow
+from schemas.features import N_FEATURES
+from schemas.vectors import SUBTYPE, unpack
+from streaming_jobs.streams.shared.track_events import (
+    PARSED_SCHEMA,
+    SOURCE,
+    STAGE,
+    parse_tracks,
+    track_update,
+)
 from tests.streaming_jobs._arrow import to_arrow
 
 TOPIC = "t.cadenza.tracks.new"
@@ -47,3 +59,19 @@ def test_any_bytes_become_dead_letters_in_a_frame_arrow_accepts(values: list[byt
         assert base64.b64decode(letter.value_b64) == (value or b"")[:MAX_KEPT_BYTES]
         assert letter.value_bytes == (None if value is None else len(value))
         assert letter.truncated == (value is not None and len(value) > MAX_KEPT_BYTES)
+
+
+def test_a_track_event_is_stored_with_its_features_packed() -> None:
+    features = [i / 7 for i in range(N_FEATURES)]
+    value = encode(TrackEvent(track_id=5, title="New", features=features))
+    track_id, fields, on_insert = track_update(value, 2, "v1", utcnow())
+    assert (track_id, fields["cluster"], fields["model_version"], on_insert["source"]) == (5, 2, "v1", SOURCE)
+    assert isinstance(fields["features"], Binary) and fields["features"].subtype == SUBTYPE
+    assert unpack(fields["features"]).tolist() == np.float32(features).tolist()
+
+
+def test_features_float32_cannot_hold_become_a_dead_letter() -> None:
+    value = json.dumps({"track_id": 5, "features": [1e39] * N_FEATURES}).encode()
+    out = parse_tracks(raw_frame([value]))
+    assert not out["ok"].iloc[0]
+    assert "outside float32's range" in decode(DeadLetter, out["dlq"].iloc[0].encode("utf-8")).error
