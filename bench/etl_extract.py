@@ -33,6 +33,7 @@ from rich.table import Table  # noqa: E402
 
 from bench.common import RESULTS_DIR, write_json  # noqa: E402
 from etl import features  # noqa: E402
+from etl.audio import load_audio  # noqa: E402
 from etl.fma import audio_relpath  # noqa: E402
 from etl.sample_data import write_sample_catalogue  # noqa: E402
 
@@ -42,7 +43,7 @@ TARGET_CLIPS_PER_S = 2.5
 
 
 def naive_file(path: Path) -> np.ndarray:
-    y, sr = features.load_audio(path)
+    y, sr = load_audio(path)
     return features.extract_naive(y, sr)
 
 

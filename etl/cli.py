@@ -51,6 +51,13 @@ def run(
     partitions: int | None = typer.Option(
         None, "--partitions", min=1, help="Spark partitions [default: one per core, at most 24 tracks each]."
     ),
+    excerpt: float | None = typer.Option(
+        None,
+        "--excerpt",
+        min=0,
+        help="Seconds analysed from the middle of each track, as FMA cut its clips; 0: whole "
+        "tracks (slower; memory stays bounded) [default: CADENZA_ETL_EXCERPT_S, 30].",
+    ),
 ) -> None:
     """Analyse every track's audio on Spark (CADENZA_SPARK_MASTER) and store features in MongoDB.
 
@@ -70,7 +77,14 @@ def run(
     try:
         with progress_bar("analysing audio", console) as bar:
             summary = run_etl(
-                spark, settings, root, subset=subset, limit=limit, progress=bar, partitions=partitions
+                spark,
+                settings,
+                root,
+                subset=subset,
+                limit=limit,
+                progress=bar,
+                partitions=partitions,
+                excerpt_s=excerpt,
             )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: stored tracks are kept; run the same command again to resume")

@@ -1,10 +1,9 @@
 """FMA's standard audio features: one audio file or signal -> 518 float32 values.
 
 Source: an audio file (MP3, OGG/Vorbis, FLAC, WAV; mono or multi-channel; any sample
-rate from 8 kHz up) decoded with soundfile (libsndfile, which bundles mpg123 for MP3),
-or a signal already in memory. Destination: a float32 vector in
-:data:`schemas.features.FEATURE_COLUMNS` order, which the ETL job stores in MongoDB
-``tracks`` and publishes on ``cadenza.tracks.new``.
+rate from 8 kHz up), read in bounded pieces by :mod:`etl.audio`, or a signal already in
+memory. Destination: a float32 vector in :data:`schemas.features.FEATURE_COLUMNS` order,
+which the ETL job stores in MongoDB ``tracks`` and publishes on ``cadenza.tracks.new``.
 
 Computed as FMA's own ``features.py`` (github.com/mdeff/fma) did, call by call, ported
 to librosa 0.11: native sample rate mixed to mono; zcr (frames 2048, hop 512); one CQT
@@ -20,8 +19,28 @@ to rows imported from ``features.csv``: FMA called chroma_stft and spectral_* wi
 is FMA-era librosa's ``sqrt(mean over bins of S**2)`` (librosa >= 0.7 ``rms(S=)`` is
 about 45x smaller).
 
-Speed: one decode, one STFT, one CQT; tuning, zcr, centroid/bandwidth/rolloff use
-exact re-implementations that skip librosa's redundant work (results are identical).
+Which audio: :func:`analyse_file` analyses ``excerpt_s`` seconds from the middle of a
+file (0: all of it); the ETL passes FMA's 30 s clip (:func:`etl.audio.excerpt_window`),
+the audio FMA's features describe. A track not longer than the excerpt is analysed whole.
+
+Bounded memory: an excerpt of up to :data:`BLOCK_HOPS` hops (+ margins; ~64 s at 44.1 kHz)
+is decoded in one piece. A longer one (or a whole long track) is analysed in blocks that
+give the whole signal's frames to float32 rounding: each block is decoded with
+:data:`MARGIN_S` of context either side (every frame is local but for that context), in
+two passes. The first measures what the frames share over the whole signal
+(:class:`Calibration`: the CQT's and chroma_stft's tuning, the dB floors of the MFCCs'
+mel spectrogram and of spectral contrast), the second computes each block's frames
+with it; chroma_cens (smoothed over 41 frames) and tonnetz are made at the end from
+the blocks' un-normalised chroma. What stays in memory is one block's audio and spectra
+plus the frame rows (57 values, 268 bytes, per 512 samples: 1.4 MB per minute of 44.1
+kHz audio), since the median needs every frame. chroma_cens quantises chroma at fixed
+steps, so rounding can move a frame across one; on a 10-minute MP3 the worst feature
+differed from the whole signal's by 0.49 of :data:`RTOL`/:data:`ATOL`.
+
+Speed: one decode, one STFT, one CQT per piece (blocks: two decodes and STFTs); tuning,
+zcr, centroid/bandwidth/rolloff use exact re-implementations that skip librosa's
+redundant work, and spectral contrast one that takes the whole signal's dB floors
+(results are identical).
 
 Robustness: at low sample rates the top CQT bins whose filters would cross Nyquist are
 dropped (:func:`cqt_bins`; 8 kHz keeps 83 of 84) and chroma folds the rest. Clips
@@ -38,10 +57,13 @@ set the variable in the environment (Spark executors).
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -65,8 +87,8 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_dir()))
 
 import librosa  # noqa: E402
 import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
 
+from etl.audio import excerpt_window, probe, read_mono  # noqa: E402
 from etl.errors import AudioDecodeError, FeatureError  # noqa: E402
 
 N_FFT: Final = 2048
@@ -82,6 +104,22 @@ MIN_SAMPLE_RATE: Final = 4000
 #: Agreement of :func:`extract_signal` with librosa's own per-feature functions (tests, bench).
 RTOL: Final = 1e-4
 ATOL: Final = 1e-4
+#: Hops per block of a long excerpt or track (2.6 M samples, ~59 s at 44.1 kHz): bounds the
+#: samples, STFT and CQT of one piece (a worker peaked at 451-468 MiB on a 10-minute
+#: 44.1 kHz track, ``python -m bench.etl_memory``).
+BLOCK_HOPS: Final = 5120
+#: Audio decoded either side of a block so its frames equal the whole signal's. The lowest
+#: CQT filter (C1) with its resampling stages reaches ~0.5 s (measured: from 0.5 s of
+#: context on, block frames equal whole-signal frames to float32 rounding); 2 s is 4x that.
+MARGIN_S: Final = 2.0
+#: ``librosa.power_to_db``'s ``top_db`` (FMA used the default): the dB floor, below the
+#: maximum over all frames, of the MFCCs' mel spectrogram and of spectral contrast.
+TOP_DB: Final = 80.0
+#: ``librosa.feature.spectral_contrast``'s bands as FMA called it: 6 octaves from 200 Hz
+#: (on FMA's 22050 Hz axis), peaks and valleys the top and bottom 2 % of each band.
+CONTRAST_BANDS: Final = 6
+CONTRAST_FMIN: Final = 200.0
+CONTRAST_QUANTILE: Final = 0.02
 
 _C1_HZ: Final = float(librosa.note_to_hz("C1"))
 # float32 resolution: a row whose variance is below (resolution * mean)**2 is constant.
@@ -232,18 +270,21 @@ def zero_crossing_rate(y: np.ndarray) -> np.ndarray:
     return (counts / N_FFT)[np.newaxis, :]
 
 
-def estimate_tuning(spec: np.ndarray, sr: float) -> float:
-    """``librosa.estimate_tuning(S=spec, sr=sr, bins_per_octave=12)``, same result, faster.
+def tuning_candidates(spec: np.ndarray, sr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pitches and magnitudes of the spectral peaks ``librosa.estimate_tuning`` draws on.
 
     librosa's piptrack (150 Hz..4 kHz, threshold 0.1 of each frame's max) interpolates
     and finds peaks in every bin, then keeps the band; the same arithmetic runs here on
-    the band and its two neighbouring bins only.
+    the band and its two neighbouring bins only. Frames are independent, so the peaks of
+    a signal's blocks together are the signal's peaks.
     """
     n_fft = 2 * (spec.shape[0] - 1)
     freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
     band = np.flatnonzero((freqs >= 150.0) & (freqs < min(4000.0, sr / 2.0)))
     if band.size == 0 or band[0] < 1:
-        return float(librosa.estimate_tuning(S=spec, sr=sr, bins_per_octave=BINS_PER_OCTAVE))
+        pitches, mags = librosa.piptrack(S=spec, sr=sr)
+        found = pitches > 0
+        return pitches[found], mags[found]
     lo, hi = int(band[0]), int(band[-1]) + 1
     x = spec[lo - 1 : hi + 1]
     prev, mid, nxt = x[:-2], x[1:-1], x[2:]
@@ -256,10 +297,22 @@ def estimate_tuning(spec: np.ndarray, sr: float) -> float:
     kept = x * (x > 0.1 * spec.max(axis=0))
     rows, cols = np.nonzero((kept[1:-1] > kept[:-2]) & (kept[1:-1] >= kept[2:]))
     pitch = ((rows + lo + shift[rows, cols]) * float(sr) / n_fft).astype(spec.dtype)
-    mag = mid[rows, cols] + dskew[rows, cols]
+    return pitch, mid[rows, cols] + dskew[rows, cols]
+
+
+def tuning_from(pitch: np.ndarray, mag: np.ndarray) -> float:
+    """``estimate_tuning``'s last step: the tuning of the peaks at or above the median magnitude."""
     threshold = np.median(mag) if mag.size else 0.0
-    tuning = librosa.pitch_tuning(pitch[mag >= threshold], resolution=0.01, bins_per_octave=BINS_PER_OCTAVE)
+    with _quiet():
+        tuning = librosa.pitch_tuning(
+            pitch[mag >= threshold], resolution=0.01, bins_per_octave=BINS_PER_OCTAVE
+        )
     return float(tuning)
+
+
+def estimate_tuning(spec: np.ndarray, sr: float) -> float:
+    """``librosa.estimate_tuning(S=spec, sr=sr, bins_per_octave=12)``, same result, faster."""
+    return tuning_from(*tuning_candidates(spec, sr))
 
 
 def spectral_shape(spec: np.ndarray) -> dict[str, np.ndarray]:
@@ -278,36 +331,154 @@ def spectral_shape(spec: np.ndarray) -> dict[str, np.ndarray]:
     return {"spectral_centroid": centroid, "spectral_bandwidth": bandwidth, "spectral_rolloff": rolloff}
 
 
-def feature_frames(y: np.ndarray, sr: float) -> dict[str, np.ndarray]:
-    """Every feature's frame matrix from one STFT and one CQT of a mono signal."""
+def contrast_bands(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks and valleys, ``(7, frames)`` each, of ``librosa.feature.spectral_contrast(S=spec,
+    sr=FMA_SPECTRAL_SR, n_bands=6)``, by librosa's own arithmetic.
+
+    Kept apart because librosa returns ``power_to_db(peak) - power_to_db(valley)``, each
+    floored :data:`TOP_DB` below its maximum over all frames: blocks of a signal must
+    share those floors (:func:`spectral_contrast`), which librosa's function cannot take.
+    """
+    freq = librosa.fft_frequencies(sr=FMA_SPECTRAL_SR, n_fft=2 * (spec.shape[0] - 1))
+    octaves = np.zeros(CONTRAST_BANDS + 2)
+    octaves[1:] = CONTRAST_FMIN * (2.0 ** np.arange(0, CONTRAST_BANDS + 1))
+    valley = np.zeros((CONTRAST_BANDS + 1, spec.shape[1]))
+    peak = np.zeros_like(valley)
+    for k, (low, high) in enumerate(itertools.pairwise(octaves)):
+        band = (freq >= low) & (freq <= high)
+        inside = np.flatnonzero(band)
+        if k > 0:
+            band[inside[0] - 1] = True
+        if k == CONTRAST_BANDS:
+            band[inside[-1] + 1 :] = True
+        sub = spec[band]
+        if k < CONTRAST_BANDS:
+            sub = sub[:-1]
+        n = int(np.maximum(np.rint(CONTRAST_QUANTILE * np.sum(band)), 1))
+        ordered = np.sort(sub, axis=0)
+        valley[k] = np.mean(ordered[:n], axis=0)
+        peak[k] = np.mean(ordered[-n:], axis=0)
+    return peak, valley
+
+
+def _db(power: np.ndarray) -> np.ndarray:
+    """``librosa.power_to_db`` without its floor (applied by the caller, from every frame)."""
+    return librosa.power_to_db(power, top_db=None)
+
+
+def spectral_contrast(
+    peak: np.ndarray, valley: np.ndarray, floors: tuple[np.floating, np.floating] | None = None
+) -> np.ndarray:
+    """Spectral contrast from :func:`contrast_bands`; ``floors`` (peak dB, valley dB) of the
+    whole signal, or ``None``: these frames are the whole signal (exactly librosa's result)."""
+    peak_db, valley_db = _db(peak), _db(valley)
+    peak_floor, valley_floor = floors or (peak_db.max() - TOP_DB, valley_db.max() - TOP_DB)
+    return np.maximum(peak_db, peak_floor) - np.maximum(valley_db, valley_floor)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What the frames of a signal share, measured over all of it: the CQT's tuning,
+    chroma_stft's tuning, and the dB floors of the MFCCs' mel spectrogram and of spectral
+    contrast's peaks and valleys (``None``: the frames' own maximum minus :data:`TOP_DB`,
+    as ``power_to_db`` does when the frames are the whole signal)."""
+
+    tuning: float
+    stft_tuning: float
+    mel_floor: np.floating | None = None
+    contrast_floors: tuple[np.floating, np.floating] | None = None
+
+
+class Calibrating:
+    """:class:`Calibration` of a signal from the STFT frames of its blocks, one block at a time."""
+
+    def __init__(self, sr: float) -> None:
+        self.sr = sr
+        self._peaks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._stft_peaks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._db_max: list[tuple[np.floating, ...]] = []  # per block: mel, contrast peak, valley
+
+    def add(self, spec: np.ndarray) -> None:
+        """Take in a block's STFT magnitude frames (only the block's own frames)."""
+        power = spec * spec
+        self._peaks.append(tuning_candidates(spec, self.sr))
+        self._stft_peaks.append(tuning_candidates(power, FMA_SPECTRAL_SR))
+        with _quiet():
+            mel = librosa.feature.melspectrogram(S=power, sr=self.sr)
+        self._db_max.append(tuple(_db(x).max() for x in (mel, *contrast_bands(spec))))
+
+    def result(self) -> Calibration:
+        if not self._db_max:
+            raise FeatureError("the signal is empty (0 frames)")
+        tunings = [
+            tuning_from(*(np.concatenate(part) for part in zip(*peaks, strict=True)))
+            for peaks in (self._peaks, self._stft_peaks)
+        ]
+        mel, peak, valley = (max(column) - TOP_DB for column in zip(*self._db_max, strict=True))
+        return Calibration(tunings[0], tunings[1], mel, (peak, valley))
+
+
+def _stft(y: np.ndarray) -> np.ndarray:
     with _quiet():
-        spec = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))
-        # What librosa.cqt(tuning=None) estimates from y: piptrack on this very STFT.
-        tuning = estimate_tuning(spec, sr)
-        n_bins = cqt_bins(sr, tuning)
+        return np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))
+
+
+def piece_frames(y: np.ndarray, sr: float, spec: np.ndarray, cal: Calibration) -> dict[str, np.ndarray]:
+    """Frame matrices of one piece of a signal from its STFT magnitude ``spec`` and one CQT.
+
+    Every feature but chroma_cqt, chroma_cens and tonnetz, which :func:`finish_frames`
+    makes from ``"chroma"``: the CQT's chroma before normalisation.
+    """
+    with _quiet():
+        n_bins = cqt_bins(sr, cal.tuning)
         cqt = np.abs(
             librosa.cqt(
-                y, sr=sr, hop_length=HOP, n_bins=n_bins, bins_per_octave=BINS_PER_OCTAVE, tuning=tuning
+                y, sr=sr, hop_length=HOP, n_bins=n_bins, bins_per_octave=BINS_PER_OCTAVE, tuning=cal.tuning
             )
         )
-        cens = librosa.feature.chroma_cens(C=cqt, n_chroma=N_CHROMA, bins_per_octave=BINS_PER_OCTAVE)
         frames = {
             "zcr": zero_crossing_rate(y),
-            "chroma_cqt": librosa.feature.chroma_cqt(C=cqt, n_chroma=N_CHROMA, bins_per_octave=12),
-            "chroma_cens": cens,
-            "tonnetz": librosa.feature.tonnetz(chroma=cens),
+            "chroma": librosa.feature.chroma_cqt(C=cqt, n_chroma=N_CHROMA, bins_per_octave=12, norm=None),
         }
         del cqt
         power = spec * spec
-        mel = librosa.feature.melspectrogram(S=power, sr=sr)
-        stft_tuning = estimate_tuning(power, FMA_SPECTRAL_SR)
+        db = _db(librosa.feature.melspectrogram(S=power, sr=sr))
+        floor = db.max() - TOP_DB if cal.mel_floor is None else cal.mel_floor
         frames |= spectral_shape(spec) | {
-            "chroma_stft": librosa.feature.chroma_stft(S=power, sr=FMA_SPECTRAL_SR, tuning=stft_tuning),
+            "chroma_stft": librosa.feature.chroma_stft(S=power, sr=FMA_SPECTRAL_SR, tuning=cal.stft_tuning),
             "rmse": _fma_rmse(spec),
-            "spectral_contrast": librosa.feature.spectral_contrast(S=spec, sr=FMA_SPECTRAL_SR, n_bands=6),
-            "mfcc": librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC),
+            "spectral_contrast": spectral_contrast(*contrast_bands(spec), cal.contrast_floors),
+            "mfcc": librosa.feature.mfcc(S=np.maximum(db, floor), n_mfcc=N_MFCC),
         }
     return frames
+
+
+def finish_frames(frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """:func:`piece_frames` of a whole signal -> every feature's frame matrix.
+
+    chroma_cqt, chroma_cens and tonnetz from the un-normalised chroma: a 12-bin input at
+    12 bins per octave from C1 maps one-to-one onto the 12 chroma, so librosa's own
+    functions on it give exactly what they give on the CQT.
+    """
+    out = {name: rows for name, rows in frames.items() if name != "chroma"}
+    with _quiet():
+        cens = librosa.feature.chroma_cens(C=frames["chroma"], n_chroma=N_CHROMA, bins_per_octave=12)
+        out |= {
+            "chroma_cqt": librosa.feature.chroma_cqt(
+                C=frames["chroma"], n_chroma=N_CHROMA, bins_per_octave=12
+            ),
+            "chroma_cens": cens,
+            "tonnetz": librosa.feature.tonnetz(chroma=cens),
+        }
+    return out
+
+
+def feature_frames(y: np.ndarray, sr: float) -> dict[str, np.ndarray]:
+    """Every feature's frame matrix from one STFT and one CQT of a mono signal."""
+    spec = _stft(y)
+    # What librosa.cqt(tuning=None) estimates from y: piptrack on this very STFT.
+    cal = Calibration(estimate_tuning(spec, sr), estimate_tuning(spec * spec, FMA_SPECTRAL_SR))
+    return finish_frames(piece_frames(y, sr, spec, cal))
 
 
 def extract_signal(y: np.ndarray, sr: float) -> np.ndarray:
@@ -359,34 +530,97 @@ def extract_naive(y: np.ndarray, sr: float) -> np.ndarray:
 # --- IO edge ---------------------------------------------------------------------------
 
 
-def load_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
-    """Decode a whole file at its native rate, mixed to mono float32 -> ``(y, sr)``.
+@dataclass(frozen=True)
+class Analysis:
+    """The features of one file and what was analysed: ``offset_s`` and ``duration_s`` of
+    the excerpt in a ``track_s``-long file; ``decoded`` samples in all (every piece with its
+    margins, both passes of a long excerpt; not the decoder's pre-roll), at most
+    ``largest_piece`` of them at once."""
 
-    Raises :class:`AudioDecodeError` for a missing, empty, corrupt or non-audio file.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise AudioDecodeError(f"{p}: no such file; check the FMA directory (CADENZA_FMA_DIR)")
-    if p.stat().st_size == 0:
-        raise AudioDecodeError(f"{p}: the file is empty (0 bytes); re-download it or skip the track")
-    try:
-        with sf.SoundFile(p) as audio:  # read as librosa.load does: same samples, bit for bit
-            sr = audio.samplerate
-            data = audio.read(frames=-1, dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError, ValueError, OSError) as exc:
-        raise AudioDecodeError(
-            f"{p}: cannot decode audio: the file is corrupt, truncated or not MP3/OGG/FLAC/WAV; "
-            "re-download or re-encode it"
-        ) from exc
-    if data.shape[0] == 0:
-        raise AudioDecodeError(f"{p}: decodes to 0 samples; the file is truncated or empty")
-    y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    return np.ascontiguousarray(y, dtype=np.float32), int(sr)
+    features: np.ndarray
+    sample_rate: int
+    track_s: float
+    offset_s: float
+    duration_s: float
+    decoded: int
+    largest_piece: int
 
 
-def extract_file(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode once and return the 518 float32 features of one audio file."""
-    y, sr = load_audio(path)
+def _decoded(path: Path, y: np.ndarray) -> np.ndarray:
+    """``y`` if it holds finite samples, else the :class:`AudioDecodeError` of ``path``."""
+    if y.size == 0:
+        raise AudioDecodeError(f"{path}: decodes to 0 samples; the file is truncated or empty")
     if not np.all(np.isfinite(y)):
         raise AudioDecodeError(f"{path}: decoded samples are not finite; the file is corrupt")
-    return extract_signal(y, sr)
+    return y
+
+
+class _Blocks:
+    """The blocks of samples ``start .. start + length`` of a file, each decoded with up to
+    ``margin`` samples of context either side; yields ``(samples, first, stop)``: the piece
+    and which of its frames are the block's own (``stop`` None: to the end)."""
+
+    def __init__(self, path: Path, start: int, length: int, block: int, margin: int) -> None:
+        self.path, self.start, self.length, self.block, self.margin = path, start, length, block, margin
+        self.decoded = self.largest = 0
+        self.short = False  # the file ended before the header said
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, int, int | None]]:
+        at = 0
+        while at < self.length:
+            first, stop = max(0, at - self.margin), min(self.length, at + self.block + self.margin)
+            y = _decoded(self.path, read_mono(self.path, self.start + first, stop - first))
+            self.decoded += y.size
+            self.largest = max(self.largest, y.size)
+            if y.size < stop - first:  # an MP3 header's length is an estimate
+                self.length, self.short = first + y.size, True
+                if at >= self.length:
+                    return
+            last = at + self.block >= self.length
+            yield y, (at - first) // HOP, None if last else (at + self.block - first) // HOP
+            at += self.block
+
+
+def _analyse_blocks(blocks: _Blocks, sr: float) -> np.ndarray:
+    """Features of a long signal, block by block in two passes (see the module docstring)."""
+    calibrating = Calibrating(sr)
+    for y, first, stop in blocks:
+        calibrating.add(_stft(y)[:, first:stop])
+    cal = calibrating.result()
+    parts: list[dict[str, np.ndarray]] = []
+    for y, first, stop in blocks:
+        frames = piece_frames(y, sr, _stft(y), cal)
+        parts.append({name: rows[:, first:stop].copy() for name, rows in frames.items()})
+        del frames
+    joined = {name: np.concatenate([part.pop(name) for part in parts], axis=1) for name in list(parts[0])}
+    return assemble(finish_frames(joined))
+
+
+def analyse_file(path: str | os.PathLike[str], excerpt_s: float, *, block_hops: int = BLOCK_HOPS) -> Analysis:
+    """The 518 features of ``excerpt_s`` seconds from the middle of an audio file (FMA's clip
+    rule, :func:`etl.audio.excerpt_window`; 0: the whole file), in bounded memory.
+
+    An excerpt of up to ``block_hops`` hops plus margins is decoded in one piece, a longer
+    one in blocks of ``block_hops`` hops (see the module docstring). Raises
+    :class:`AudioDecodeError` for a missing, empty, corrupt or non-audio file and
+    :class:`FeatureError` when the samples give no finite features.
+    """
+    p = Path(path)
+    info = probe(p)
+    sr = info.sample_rate
+    _check_rate(sr)
+    start, length = excerpt_window(info.frames, sr, excerpt_s)
+    block, margin = block_hops * HOP, math.ceil(MARGIN_S * sr / HOP) * HOP
+    if length <= block + 2 * margin:
+        y = _decoded(p, read_mono(p, start, length))
+        track = start + y.size if y.size < length else info.frames
+        return Analysis(extract_signal(y, sr), sr, track / sr, start / sr, y.size / sr, y.size, y.size)
+    blocks = _Blocks(p, start, length, block, margin)
+    features = _analyse_blocks(blocks, float(sr))
+    track = start + blocks.length if blocks.short else info.frames
+    return Analysis(features, sr, track / sr, start / sr, blocks.length / sr, blocks.decoded, blocks.largest)
+
+
+def extract_file(path: str | os.PathLike[str], excerpt_s: float = 0.0) -> np.ndarray:
+    """The 518 float32 features of one audio file (or of its excerpt: :func:`analyse_file`)."""
+    return analyse_file(path, excerpt_s).features

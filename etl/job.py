@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from etl import writer
+from etl.audio import FMA_CLIP_S
 from etl.errors import EtlError, MetadataError
 from etl.fma import (
     AUDIO_DIRS,
@@ -80,6 +81,7 @@ class EtlSummary:
     elapsed_s: float
     failures: tuple[Outcome, ...] = ()
     missing_ids: tuple[int, ...] = ()
+    excerpt_s: float = FMA_CLIP_S
 
     @property
     def clips_per_s(self) -> float:
@@ -97,10 +99,18 @@ class EtlSummary:
             ("missing audio (see etl_errors)", str(self.missing)),
             ("events published", str(self.published)),
             ("clips analysed", f"{self.analysed} in {self.partitions} partitions"),
+            ("audio analysed", excerpt_text(self.excerpt_s)),
             ("clips/s", f"{self.clips_per_s:.2f}"),
             ("python workers, peak memory", f"{self.workers}, {rss}"),
             ("elapsed", f"{self.elapsed_s:.1f} s"),
         ]
+
+
+def excerpt_text(excerpt_s: float) -> str:
+    """What ``excerpt_s`` means, for the end-of-run table."""
+    if excerpt_s <= 0:
+        return "whole tracks"
+    return f"{excerpt_s:g} s from the middle of each track (shorter tracks whole)"
 
 
 # --- planning (pure) -------------------------------------------------------------------
@@ -180,16 +190,22 @@ def run_etl(
     limit: int | None = None,
     progress: Progress | None = None,
     partitions: int | None = None,
+    excerpt_s: float | None = None,
 ) -> EtlSummary:
     """Analyse the FMA directory's tracks that are not stored yet; see the module docstring.
 
     ``subset`` defaults to the largest one whose audio folder exists; ``limit`` keeps
     the first N tracks by id; ``partitions`` overrides the Spark partition count (default:
-    one per core, more for big runs). ``progress(done, total)`` is called about 4 times a
-    second while the Spark job runs; if it raises, the job is cancelled and the
-    exception propagates (so does Ctrl-C).
+    one per core, more for big runs); ``excerpt_s`` is how many seconds from the middle
+    of each track are analysed (default ``settings.etl_excerpt_s``, FMA's 30 s clip; 0:
+    whole tracks). ``progress(done, total)`` is called about 4 times a second while the
+    Spark job runs; if it raises, the job is cancelled and the exception propagates (so
+    does Ctrl-C).
     """
     started = time.perf_counter()
+    excerpt = settings.etl_excerpt_s if excerpt_s is None else excerpt_s
+    if not excerpt >= 0:
+        raise EtlError(f"excerpt must be 0 (whole tracks) or a number of seconds, got {excerpt_s}")
     root = resolve_root(settings, fma_dir)
     chosen = subset or detect_subset(root)
     if chosen not in SUBSETS:
@@ -216,7 +232,7 @@ def run_etl(
                 for t in sorted(plan.new + plan.stale, key=lambda t: t.id)
             ]
             had_error = frozenset(i.track_id for i in items if i.track_id in known_errors)
-            config = PartitionConfig(settings, str(root.resolve()), had_error)
+            config = PartitionConfig(settings, str(root.resolve()), had_error, excerpt)
             if items:
                 # Compiled here, once, before the workers load them (see features.warm_up).
                 from etl.features import warm_up
@@ -238,6 +254,7 @@ def run_etl(
         replayed=published,
         extract_s=extract_s,
         started=started,
+        excerpt_s=excerpt,
     )
 
 
@@ -252,6 +269,7 @@ def summarise(
     replayed: int,
     extract_s: float,
     started: float,
+    excerpt_s: float = FMA_CLIP_S,
 ) -> EtlSummary:
     status = [o.status for o in outcomes]
     rss: dict[int, int] = {}
@@ -276,4 +294,5 @@ def summarise(
         elapsed_s=time.perf_counter() - started,
         failures=tuple(sorted((o for o in outcomes if o.status == FAILED), key=lambda o: o.track_id)),
         missing_ids=tuple(t.id for t in plan.missing),
+        excerpt_s=excerpt_s,
     )

@@ -1,8 +1,10 @@
 """Executor side of the batch job: the audio files of one Spark partition -> MongoDB + Kafka.
 
 Source: :class:`WorkItem` rows (track id, audio path under the FMA root, metadata)
-that :mod:`etl.job` spreads over Spark's Python workers. Each file is decoded and
-analysed with :func:`etl.features.extract_file`; then, once per partition, the new
+that :mod:`etl.job` spreads over Spark's Python workers. Each file's excerpt (FMA's
+30 s from the middle by default, :attr:`PartitionConfig.excerpt_s`) is decoded and
+analysed in bounded memory by :func:`etl.features.analyse_file` and recorded on the
+document with the whole track's duration; then, once per partition, the new
 tracks are inserted into ``tracks`` (unordered, duplicates = already stored), tracks
 stored under an older feature-set version are replaced, and every track written is
 announced as a ``TrackEvent`` on ``tracks.new`` through the outbox of
@@ -26,6 +28,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from etl import writer
+from etl.audio import FMA_CLIP_S
 from infra.kafka_clients import producer as new_producer
 from infra.mongo import client as new_client
 from infra.settings import Settings
@@ -65,6 +68,7 @@ class PartitionConfig:
     settings: Settings
     root: str
     had_error: frozenset[int] = frozenset()  # ids with an etl_errors record to clear on success
+    excerpt_s: float = FMA_CLIP_S  # seconds analysed from the middle of each track; 0: all
 
 
 @dataclass(frozen=True)
@@ -101,11 +105,21 @@ def _producer(settings: Settings) -> KafkaProducer:
     return _PRODUCERS[settings.bootstrap_servers]
 
 
-def analyse(root: Path, item: WorkItem) -> tuple[writer.Doc, TrackEvent]:
-    """Features of one file -> its ``tracks`` document and ``tracks.new`` event (may raise)."""
-    from etl.features import extract_file  # heavy (librosa, numba): import in the worker only
+def analyse(root: Path, item: WorkItem, excerpt_s: float) -> tuple[writer.Doc, TrackEvent]:
+    """Features of one file's excerpt -> its ``tracks`` document and ``tracks.new`` event (may raise).
 
-    doc = writer.track_document(item.fields, extract_file(root / item.audio_path), SOURCE)
+    The document records the excerpt analysed; its ``duration_s`` stays the metadata's
+    whole-track duration, or the file's when the metadata has none.
+    """
+    from etl.features import analyse_file  # heavy (librosa, numba): import in the worker only
+
+    result = analyse_file(root / item.audio_path, excerpt_s)
+    fields = {
+        **item.fields,
+        "duration_s": item.fields.get("duration_s") or result.track_s,
+        "excerpt": {"offset_s": result.offset_s, "duration_s": result.duration_s},
+    }
+    doc = writer.track_document(fields, result.features, SOURCE)
     return doc, writer.track_event(doc)
 
 
@@ -117,7 +131,7 @@ def process_partition(config: PartitionConfig, items: Iterable[WorkItem], done: 
     outcomes: list[Outcome] = []
     for item in items:
         try:
-            doc, event = analyse(root, item)
+            doc, event = analyse(root, item, config.excerpt_s)
         except Exception as exc:  # any per-file problem is recorded, never fatal
             name, message = type(exc).__name__, str(exc)[:2000] or type(exc).__name__
             error = EtlErrorDoc(id=item.track_id, path=item.audio_path, error_class=name, message=message)

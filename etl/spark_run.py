@@ -71,26 +71,30 @@ def partition_count(n: int, parallelism: int) -> int:
     return math.ceil(n / size)
 
 
-def deal(items: Sequence[WorkItem], parts: int) -> list[list[WorkItem]]:
-    """Split items into ``parts`` lists of about equal total audio duration.
+def deal(items: Sequence[WorkItem], parts: int, excerpt_s: float = 0.0) -> list[list[WorkItem]]:
+    """Split items into ``parts`` lists of about equal total audio duration analysed.
 
     Longest first, each to the currently lightest list (LPT scheduling), so a few long
     tracks do not leave one core working while the others idle. Lists are in id order.
+    With an excerpt (``excerpt_s`` > 0) a track costs at most that many seconds.
     """
     if parts <= 0:
         return []
     chunks: list[list[WorkItem]] = [[] for _ in range(parts)]
     load = [(0.0, i) for i in range(parts)]
-    for item in sorted(items, key=lambda it: (-duration(it), it.track_id)):
+    cost = {item.track_id: duration(item, excerpt_s) for item in items}
+    for item in sorted(items, key=lambda it: (-cost[it.track_id], it.track_id)):
         total, index = heapq.heappop(load)
         chunks[index].append(item)
-        heapq.heappush(load, (total + duration(item), index))
+        heapq.heappush(load, (total + cost[item.track_id], index))
     return [sorted(chunk, key=lambda it: it.track_id) for chunk in chunks if chunk]
 
 
-def duration(item: WorkItem) -> float:
+def duration(item: WorkItem, excerpt_s: float = 0.0) -> float:
+    """Seconds of audio analysed for ``item``: its duration, at most ``excerpt_s`` if > 0."""
     seconds = item.fields.get("duration_s") or 0.0
-    return float(seconds) if seconds > 0 else DEFAULT_DURATION_S
+    whole = float(seconds) if seconds > 0 else DEFAULT_DURATION_S
+    return min(whole, excerpt_s) if excerpt_s > 0 else whole
 
 
 def failure_message(exc: BaseException) -> str:
@@ -123,7 +127,8 @@ def run_partitions(
             progress(0, 0)
         return [], 0, 0.0
     sc = spark.sparkContext
-    chunks = deal(items, min(total, partitions or partition_count(total, sc.defaultParallelism)))
+    parts = min(total, partitions or partition_count(total, sc.defaultParallelism))
+    chunks = deal(items, parts, config.excerpt_s)
     done = sc.accumulator(0)
     group = f"cadenza-etl-{uuid.uuid4().hex[:8]}"
     result: dict[str, Any] = {}

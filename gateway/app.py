@@ -1,14 +1,16 @@
 """The gateway: websockets, play reporting, audio, catalogue API, web player and ops (Starlette).
 
 Sources: browsers (HTTP and ``/ws``, identified only by their token), Kafka
-(:mod:`gateway.feed`: ``cadenza.recommendations`` and ``cadenza.trending``), MongoDB
-(``tracks``), the audio files under the audio root, the model registry (similar
-tracks) and the broker's offsets (lag). Destinations: browsers, ``cadenza.plays``
-(:mod:`gateway.plays`), ``cadenza.dlq`` (feed records that are not JSON), ``/metrics``.
+(:mod:`gateway.feed`: ``cadenza.recommendations``, ``cadenza.trending`` and, for the
+in-memory catalogue of :mod:`gateway.library`, ``cadenza.tracks.new`` and
+``cadenza.tracks.assigned``), MongoDB (``tracks``), the audio files under the audio
+root, the model registry (similar tracks) and the broker's offsets (lag). Destinations:
+browsers, ``cadenza.plays`` (:mod:`gateway.plays`), ``cadenza.dlq`` (feed records that
+are not JSON), ``/metrics``.
 
-This module builds the app and its lifespan (clients opened, feed and heartbeat
-started, all closed at shutdown); the routes live in :mod:`gateway.routes`, the state
-they share in :class:`gateway.state.Gateway`.
+This module builds the app and its lifespan (clients opened, feed, catalogue load and
+heartbeat started, all closed at shutdown); the routes live in :mod:`gateway.routes`,
+the state they share in :class:`gateway.state.Gateway`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from starlette.applications import Starlette
 from gateway import catalogue
 from gateway.feed import Feed
 from gateway.hub import Hub
+from gateway.library import Library
 from gateway.metrics import GatewayMetrics
 from gateway.routes import api, ops, player, ws
 from gateway.routes.access import Guard
@@ -40,7 +43,9 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
     """The gateway app; ``start_feed=False`` skips Kafka and MongoDB clients (tests of pure routes)."""
     metrics = GatewayMetrics()
     hub = Hub(settings.ws_queue_size, settings.gateway_latest_kept, metrics)
-    gw = Gateway(settings, hub, metrics, Feed(settings, hub), catalogue.Similar(settings.models_path))
+    library = Library(settings)
+    feed = Feed(settings, hub, library=library if library.enabled else None)
+    gw = Gateway(settings, hub, metrics, feed, catalogue.Similar(settings.models_path), library)
     gw.feed.dead_letter = gw.send_dead_letter
     guard = Guard(gw)
 
@@ -58,6 +63,8 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
                 gw.producer = None
             feed_task = asyncio.create_task(gw.feed.run(), name="gateway-feed")
             gw.tasks.append(feed_task)
+            if library.enabled:  # loads in the background: /readyz does not wait for it
+                gw.tasks.append(asyncio.create_task(library.run(lambda: gw.db), name="catalogue"))
             watch = gw.watchdog.watch(lambda: gw.feed.progress_at, feed_task)
             gw.tasks.append(asyncio.create_task(watch, name="watchdog"))
         gw.tasks.append(asyncio.create_task(hub.heartbeat(settings.gateway_heartbeat_s), name="heartbeat"))
@@ -69,6 +76,7 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
         try:
             yield
         finally:
+            library.stop()
             for task in gw.tasks:
                 task.cancel()
             for task in gw.tasks:

@@ -24,40 +24,14 @@ from numpy.typing import NDArray
 from pymongo.database import Database
 
 from gateway.errors import NotFoundError
+from gateway.track_json import MAX_TEXT, PUBLIC, nearest, page_bounds, track_json, with_distance
 from schemas.cluster_model import ClusterModel, current_version, load_current
 from schemas.vectors import unpack_many
 
-PUBLIC: Final = {
-    "title": 1,
-    "artist": 1,
-    "album": 1,
-    "genre_top": 1,
-    "genres": 1,
-    "duration_s": 1,
-    "cluster": 1,
-}
-MAX_TEXT: Final = 200
-MAX_PER_PAGE: Final = 100
 #: Seconds a cluster's coordinates (for similar tracks) stay cached.
 CLUSTER_CACHE_S: Final = 300.0
 
 Db = Database[dict[str, Any]]
-
-
-def track_json(doc: dict[str, Any]) -> dict[str, Any]:
-    """A stored track as the API shows it (no features, no file path)."""
-    tid = int(doc["_id"])
-    return {
-        "track_id": tid,
-        "title": str(doc.get("title") or ""),
-        "artist": str(doc.get("artist") or ""),
-        "album": str(doc.get("album") or ""),
-        "genre_top": doc.get("genre_top"),
-        "genres": [int(g) for g in doc.get("genres") or []],
-        "duration_s": float(doc.get("duration_s") or 0.0),
-        "cluster": doc.get("cluster"),
-        "audio_url": f"/audio/{tid}",
-    }
 
 
 def _contains(text: str) -> dict[str, Any]:
@@ -82,7 +56,7 @@ def search_filter(q: str | None, genre: str | None, artist: str | None) -> dict[
 def search(
     db: Db, q: str | None, genre: str | None, artist: str | None, *, page: int, per_page: int
 ) -> dict[str, Any]:
-    page, per_page = max(1, page), min(MAX_PER_PAGE, max(1, per_page))
+    page, per_page = page_bounds(page, per_page)
     where = search_filter(q, genre, artist)
     total = db.tracks.count_documents(where)
     docs = db.tracks.find(where, PUBLIC).sort("_id", 1).skip((page - 1) * per_page).limit(per_page)
@@ -191,17 +165,10 @@ class Similar:
         where = np.flatnonzero(ids == track_id)
         if where.size == 0:
             return {"items": []}
-        d = np.sqrt(((coords - coords[where[0]]) ** 2).sum(axis=1))
-        order = [int(i) for i in np.lexsort((ids, d)) if int(ids[i]) != track_id][
-            : max(1, min(limit, MAX_PER_PAGE))
-        ]
+        order, d = nearest(ids, coords, int(where[0]), limit)
         docs = {
             int(doc["_id"]): doc
             for doc in db.tracks.find({"_id": {"$in": [int(ids[i]) for i in order]}}, PUBLIC)
         }
-        items = []
-        for i in order:
-            doc = docs.get(int(ids[i]))
-            if doc is not None:
-                items.append({**track_json(doc), "distance": round(float(d[i]), 6)})
+        items = [with_distance(track_json(docs[int(ids[i])]), d[i]) for i in order if int(ids[i]) in docs]
         return {"items": items, "cluster": cluster, "model_version": model.version}

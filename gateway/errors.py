@@ -47,3 +47,7 @@ class RateLimitedError(GatewayError):
 
 class UnavailableError(GatewayError):
     """Kafka or MongoDB cannot be reached right now (HTTP 503)."""
+
+
+class LoadStoppedError(GatewayError):
+    """A catalogue load given up because the gateway is stopping (never reaches a client)."""

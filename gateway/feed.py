@@ -1,18 +1,24 @@
-"""The gateway's one Kafka consumer: recommendations and trending windows, fanned out to websockets.
+"""The gateway's one Kafka consumer: recommendations and trending windows, fanned out to websockets,
+and the catalogue's new tracks and clusters.
 
 Source: every partition of ``cadenza.recommendations`` (key = user),
-``cadenza.trending`` (key = cluster) and ``cadenza.dlq`` (counted for the ops page by
-:class:`gateway.dead_letters.DeadLetterLog`), read without a consumer group, so each gateway
-process sees every listener's messages and several gateways run side by side (a
-listener may connect to any of them). At start-up the last ``CADENZA_GATEWAY_REPLAY_S``
-seconds are read back only to fill the latest-list cache (so a listener who connects
-right after a gateway restart still gets their list at once); then each new message
-is pushed. Destinations: :class:`gateway.hub.Hub`; records that are not a valid
-``Recommendation`` or ``Trending`` (decoded by :func:`schemas.codec.decode`: any bytes,
-nesting, size or type) go to ``cadenza.dlq`` through ``dead_letter`` and the feed goes
-on. The feed never stops on a record: anything unexpected while handling one is logged
-and dead-lettered too; a lost broker is retried with backoff, and ``progress_at`` tells
-the gateway's watchdog (:mod:`gateway.app`) how long it has gone without a fetch.
+``cadenza.trending`` (key = cluster), ``cadenza.dlq`` (counted for the ops page by
+:class:`gateway.dead_letters.DeadLetterLog`) and, when the gateway keeps its catalogue in
+memory, ``cadenza.tracks.new`` and ``cadenza.tracks.assigned`` (key = track), read without a
+consumer group, so each gateway process sees every listener's messages and several
+gateways run side by side (a listener may connect to any of them). At start-up the last
+``CADENZA_GATEWAY_REPLAY_S`` seconds are read back only to fill the latest-list cache (so a
+listener who connects right after a gateway restart still gets their list at once); then
+each new message is pushed. The track topics are read back :data:`TRACKS_REPLAY_S` seconds
+at the first start (tracks announced while the catalogue's load may have read past them;
+readiness does not wait for them) and resumed where they were after a reconnection.
+Destinations: :class:`gateway.hub.Hub`, :class:`gateway.library.Library`; records that are
+not a valid ``Recommendation``, ``Trending``, ``TrackEvent`` or ``TrackAssigned`` (decoded by
+:func:`schemas.codec.decode`: any bytes, nesting, size or type) go to ``cadenza.dlq``
+through ``dead_letter`` and the feed goes on. The feed never stops on a record: anything
+unexpected while handling one is logged and dead-lettered too; a lost broker is retried
+with backoff, and ``progress_at`` tells the gateway's watchdog (:mod:`gateway.app`) how
+long it has gone without a fetch.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -29,13 +35,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from gateway.dead_letters import DeadLetterLog
 from gateway.hub import Hub
+from gateway.library import Library
 from infra.faust_internals import force_metadata_update
 from infra.kafka_clients import aio_consumer
 from infra.settings import Settings
 from schemas.codec import decode
 from schemas.errors import SchemaError
-from schemas.events import Recommendation, Trending
-from schemas.topics import DLQ, RECOMMENDATIONS, TRENDING
+from schemas.events import Recommendation, TrackAssigned, TrackEvent, Trending
+from schemas.topics import DLQ, RECOMMENDATIONS, TRACKS_ASSIGNED, TRACKS_NEW, TRENDING
 
 log = logging.getLogger("cadenza.gateway.feed")
 DeadLetter = Callable[[Any, BaseException], None]  # (aiokafka record, why it was rejected)
@@ -45,7 +52,14 @@ MODELS: dict[str, type[Recommendation] | type[Trending]] = {
     "recommendations": Recommendation,
     "trending": Trending,
 }
+#: The catalogue's topics (applied to :class:`gateway.library.Library`, never pushed).
+TRACK_MODELS: dict[str, type[TrackEvent] | type[TrackAssigned]] = {
+    "tracks.new": TrackEvent,
+    "tracks.assigned": TrackAssigned,
+}
 RETRY_MAX_S = 30.0
+#: Seconds of the track topics read back at the first start.
+TRACKS_REPLAY_S: Final = 60.0
 
 
 def envelope(kind: str, value: bytes | None) -> tuple[Recommendation | Trending, str]:
@@ -62,8 +76,14 @@ def envelope(kind: str, value: bytes | None) -> tuple[Recommendation | Trending,
 class Feed:
     """Reads both topics and hands every message to the hub; ``ready`` once caught up."""
 
-    def __init__(self, settings: Settings, hub: Hub, dead_letter: DeadLetter | None = None) -> None:
-        self.settings, self.hub, self.dead_letter = settings, hub, dead_letter
+    def __init__(
+        self,
+        settings: Settings,
+        hub: Hub,
+        dead_letter: DeadLetter | None = None,
+        library: Library | None = None,
+    ) -> None:
+        self.settings, self.hub, self.dead_letter, self.library = settings, hub, dead_letter, library
         self.ready = asyncio.Event()
         self.error: str | None = None
         #: ``time.monotonic()`` of the last fetch that answered (with records or not).
@@ -76,6 +96,11 @@ class Feed:
             settings.topic(TRENDING): "trending",
             settings.topic(DLQ): "dlq",
         }
+        if library is not None:
+            self.names[settings.topic(TRACKS_NEW)] = "tracks.new"
+            self.names[settings.topic(TRACKS_ASSIGNED)] = "tracks.assigned"
+        #: The next offset of each track topic partition, to resume there after a reconnection.
+        self.positions: dict[TopicPartition, int] = {}
 
     async def run(self) -> None:
         """Follow the topics until cancelled, reconnecting after any error with backoff
@@ -108,31 +133,55 @@ class Feed:
                     parts = consumer.partitions_for_topic(topic) or {0}
                 tps += [TopicPartition(topic, p) for p in sorted(parts)]
             consumer.assign(tps)
-            since = int((time.time() - self.settings.gateway_replay_s) * 1000)
-            starts = await consumer.offsets_for_times(dict.fromkeys(tps, since))
-            ends = await consumer.end_offsets(tps)
-            catching_up: dict[TopicPartition, int] = {}
-            for tp in tps:
-                found = starts.get(tp)
-                start = int(found.offset) if found is not None else ends[tp]
-                consumer.seek(tp, start)
-                if start < ends[tp]:
-                    catching_up[tp] = ends[tp]
+            replaying, catching_up = await self._seek(consumer, tps)
             if not catching_up:
                 self._caught_up()
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=5000)
                 self.progress_at = time.monotonic()
                 for tp, records in batches.items():
-                    end = catching_up.get(tp)
+                    end = replaying.get(tp)
                     for record in records:
                         self._handle(tp.topic, record, replay=end is not None and record.offset < end)
-                    if end is not None and records and records[-1].offset >= end - 1:
-                        del catching_up[tp]
+                    if not records:
+                        continue
+                    if self.names[tp.topic] in TRACK_MODELS:
+                        self.positions[tp] = records[-1].offset + 1
+                    if end is not None and records[-1].offset >= end - 1:
+                        del replaying[tp]
+                        catching_up.pop(tp, None)
                 if not catching_up and not self.ready.is_set():
                     self._caught_up()
         finally:
             await consumer.stop()
+
+    async def _seek(
+        self, consumer: Any, tps: list[TopicPartition]
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """Position every partition; returns the log ends of those read back from an earlier
+        offset (their records before it are a replay), and of those readiness waits for
+        (all but the track topics)."""
+        now = time.time()
+        since = int((now - self.settings.gateway_replay_s) * 1000)
+        tracks_since = int((now - TRACKS_REPLAY_S) * 1000)
+        is_tracks = {tp: self.names[tp.topic] in TRACK_MODELS for tp in tps}
+        starts = await consumer.offsets_for_times(
+            {tp: tracks_since if is_tracks[tp] else since for tp in tps}
+        )
+        ends = await consumer.end_offsets(tps)
+        replaying: dict[TopicPartition, int] = {}
+        catching_up: dict[TopicPartition, int] = {}
+        for tp in tps:
+            found = starts.get(tp)
+            start = int(found.offset) if found is not None else ends[tp]
+            if is_tracks[tp]:
+                start = self.positions.get(tp, start)
+            consumer.seek(tp, start)
+            if start < ends[tp]:
+                replaying[tp] = ends[tp]
+                if not is_tracks[tp]:
+                    catching_up[tp] = ends[tp]
+        return replaying, catching_up
 
     def _caught_up(self) -> None:
         self.error = None
@@ -157,24 +206,32 @@ class Feed:
         if not replay and record.timestamp:
             self.hub.metrics.feed_delay.observe(max(0.0, time.time() - record.timestamp / 1000))
         try:
-            message, text = envelope(kind, record.value)
-            if isinstance(message, Recommendation):
-                if replay:
-                    self.hub.remember(message.user_id, text)
-                else:
-                    self.hub.push(message.user_id, text)
-                    self._observe_recommendation(message, record.timestamp)
+            if kind in TRACK_MODELS:
+                assert self.library is not None  # the track topics are read only for it
+                self.library.apply(decode(TRACK_MODELS[kind], record.value))
             else:
-                cluster, end = message.cluster, message.window_end.timestamp()
-                if replay:
-                    self.hub.keep_trending(cluster, text, end)
-                else:
-                    self.hub.broadcast(cluster, text, end)
+                self._push(kind, record, replay=replay)
         except SchemaError as err:
             self._reject(record, err)
         except Exception as err:  # a bug must cost one record, never the feed
             log.exception("gateway feed could not handle %s@%s", topic, record.offset)
             self._reject(record, err)
+
+    def _push(self, kind: str, record: Any, *, replay: bool) -> None:
+        """A recommendation or trending window to the hub (replayed: only remembered)."""
+        message, text = envelope(kind, record.value)
+        if isinstance(message, Recommendation):
+            if replay:
+                self.hub.remember(message.user_id, text)
+            else:
+                self.hub.push(message.user_id, text)
+                self._observe_recommendation(message, record.timestamp)
+        else:
+            cluster, end = message.cluster, message.window_end.timestamp()
+            if replay:
+                self.hub.keep_trending(cluster, text, end)
+            else:
+                self.hub.broadcast(cluster, text, end)
 
     def _reject(self, record: Any, err: BaseException) -> None:
         self.hub.metrics.errors["feed_bad_message"] += 1

@@ -1,12 +1,13 @@
-"""What one gateway process holds: its settings, hub, metrics, Kafka feed, clients and lag readings.
+"""What one gateway process holds: its settings, hub, metrics, Kafka feed, in-memory catalogue,
+clients and lag readings.
 
 Sources: the clients the app's lifespan (:mod:`gateway.app`) opens (MongoDB, the Kafka
-producer), the broker's offsets (consumer lag, read at most every ``LAG_EVERY_S``
-seconds) and feed records that are not JSON. Destinations: the routes of
-:mod:`gateway.routes` (MongoDB reads run in worker threads, 503 when MongoDB is
-unreachable or its client was never opened; the lag rows of ``/metrics`` and
-``/api/ops``; the per-listener plays rate), and ``cadenza.dlq`` (the dead letters of
-:mod:`gateway.feed`).
+producer), the in-memory catalogue (:mod:`gateway.library`), the broker's offsets
+(consumer lag, read at most every ``LAG_EVERY_S`` seconds) and feed records that are not
+JSON. Destinations: the routes of :mod:`gateway.routes` (MongoDB reads run in worker
+threads, 503 when MongoDB is unreachable or its client was never opened; the catalogue;
+the lag rows of ``/metrics`` and ``/api/ops``; the per-listener plays rate), and
+``cadenza.dlq`` (the dead letters of :mod:`gateway.feed`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gateway import catalogue
 from gateway.errors import UnavailableError
 from gateway.feed import Feed
 from gateway.hub import Hub
+from gateway.library import Library
 from gateway.metrics import GatewayMetrics
 from gateway.plays import PlayRate
 from gateway.watchdog import Watchdog
@@ -45,6 +47,7 @@ class Gateway:
     metrics: GatewayMetrics
     feed: Feed
     similar: catalogue.Similar
+    library: Library
     audio_paths: catalogue.AudioPaths = field(default_factory=catalogue.AudioPaths)
     producer: AIOKafkaProducer | None = None
     mongo: Any = None
@@ -70,10 +73,13 @@ class Gateway:
             raise UnavailableError("MongoDB is not connected to this gateway; try again shortly")
         return self.mongo[self.settings.mongodb_db]
 
-    async def query(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a blocking MongoDB call in a worker thread; 503 if MongoDB is unreachable."""
+    async def query(
+        self, fn: Callable[..., Any], *args: Any, limiter: anyio.CapacityLimiter | None = None
+    ) -> Any:
+        """Run a blocking MongoDB call in a worker thread (at most ``limiter``'s at once, if
+        given); 503 if MongoDB is unreachable."""
         try:
-            return await anyio.to_thread.run_sync(fn, *args)
+            return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
         except PyMongoError as err:
             self.metrics.errors["mongodb"] += 1
             raise UnavailableError(

@@ -29,12 +29,24 @@ class Document(BaseModel):
         return self.model_dump(by_alias=True, mode="python")
 
 
+class Excerpt(BaseModel):
+    """The part of a track's audio its features describe, in seconds from the start."""
+
+    offset_s: float = Field(ge=0)
+    duration_s: float = Field(gt=0)
+
+
 class TrackDoc(Document):
     """``tracks``: one catalogue entry with its feature vector and cluster.
 
     ``features`` is stored packed (float32 binary, :mod:`schemas.vectors`): :meth:`to_mongo`
     packs it, and a stored document validates in either layout. Readers of many tracks
     decode with :func:`schemas.vectors.unpack_many` instead of this model.
+    ``duration_s`` is the whole track's; ``excerpt`` is what the ETL analysed (FMA's
+    30 s from the middle by default, all of a shorter track). It is optional and left out
+    of the document when unknown (features imported from FMA's ``features.csv`` or sent
+    by upstream services, tracks extracted before it was recorded: whole files), so an
+    update built from this model (the assign stream's ``$set``) never erases it.
     """
 
     id: TrackId = Field(alias="_id")
@@ -44,6 +56,7 @@ class TrackDoc(Document):
     genres: list[int] = Field(default_factory=list)
     genre_top: str | None = None
     duration_s: float = 0.0
+    excerpt: Excerpt | None = None
     audio_path: str | None = None
     subset: str | None = None
     features: list[float] | None = None
@@ -62,6 +75,8 @@ class TrackDoc(Document):
         doc = super().to_mongo()
         if self.features is not None:
             doc["features"] = pack(self.features)
+        if self.excerpt is None:
+            del doc["excerpt"]
         return doc
 
 

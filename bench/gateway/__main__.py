@@ -50,7 +50,7 @@ from bench.gateway.audio import bench_audio, prepare_audio
 from bench.gateway.clients import ClientPool
 from bench.gateway.phases import bench_connections, bench_delivery
 from bench.gateway.report import print_table
-from bench.gateway.system import GatewayProcess
+from bench.gateway.system import GatewayProcess, clients_option
 from infra.kafka_clients import ensure_topics
 from infra.mongo import database, init_db
 
@@ -65,13 +65,7 @@ def main() -> None:
     parser.add_argument("--duration", type=bounded(float, 1, 120), default=20.0, help="seconds")
     parser.add_argument("--audio-seconds", type=bounded(float, 1, 120), default=10.0)
     parser.add_argument("--audio-concurrency", type=bounded(int, 1, 256), default=32)
-    parser.add_argument(
-        "--audio-clients",
-        nargs="+",
-        choices=("raw", "httpx"),
-        default=["raw", "httpx"],
-        help="raw: minimal HTTP/1.1 keep-alive client (gateway-bound); httpx: AsyncClient (client-bound)",
-    )
+    clients_option(parser, "--audio-clients")
     parser.add_argument("--workers", type=bounded(int, 1, 8), default=4, help="client processes")
     parser.add_argument("--connect-concurrency", type=bounded(int, 1, 1000), default=100)
     parser.add_argument("--hold", type=bounded(float, 0, 60), default=5.0, help="seconds")

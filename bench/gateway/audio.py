@@ -4,10 +4,11 @@
 track document to MongoDB (``tracks``), before the gateway starts. :func:`bench_audio` then
 runs ``concurrency`` loops of ``GET /audio/<track>`` with a random 64 KiB ``Range`` on
 keep-alive connections to the gateway (``bench.gateway.system``), each answer checked
-against the file's bytes (:func:`bench.gateway.analysis.check`), with a minimal HTTP/1.1 client
-(:class:`RawHttp`, ``raw``) or ``httpx.AsyncClient`` (``httpx``); a 1 s warm-up first, not
-measured. The latencies, errors and CPU seconds go to :func:`bench.gateway.analysis.audio_summary`,
-whose dict goes back to ``bench.gateway`` (JSON, table).
+against the file's bytes (:func:`bench.gateway.analysis.check`), with a minimal HTTP/1.1
+client (:class:`bench.gateway.system.RawHttp`, ``raw``) or ``httpx.AsyncClient``
+(``httpx``); a 1 s warm-up first, not measured. The latencies, errors and CPU seconds go
+to :func:`bench.gateway.analysis.audio_summary`, whose dict goes back to ``bench.gateway``
+(JSON, table).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench.gateway.analysis import RANGE_SIZE, audio_summary, check
-from bench.gateway.system import TOKEN_TTL_S, GatewayProcess
+from bench.gateway.system import TOKEN_TTL_S, GatewayProcess, RawHttp
 from infra.mongo import database
 from infra.settings import Settings
 from schemas import tokens
@@ -47,40 +48,6 @@ def prepare_audio(settings: Settings) -> bytes:
 Fetch = Callable[[int], Awaitable[tuple[int, bytes]]]
 
 
-class RawHttp:
-    """A minimal HTTP/1.1 keep-alive client for the range GETs: a few µs of CPU per request,
-    so the gateway, not the client, is what saturates (httpx needs a core for ~250 req/s)."""
-
-    def __init__(self, port: int, token: str) -> None:
-        self.port, self.token = port, token
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def get(self, first: int) -> tuple[int, bytes]:
-        if self.reader is None or self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        request = (
-            f"GET /audio/{TRACK_ID} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-            f"Authorization: Bearer {self.token}\r\nRange: bytes={first}-{first + RANGE_SIZE - 1}\r\n\r\n"
-        )
-        self.writer.write(request.encode("ascii"))
-        try:
-            head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-            fields = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
-            body = await self.reader.readexactly(int(fields["content-length"]))
-        except (OSError, EOFError, KeyError, ValueError, asyncio.LimitOverrunError):
-            self.close()
-            raise
-        if fields.get("connection", "").lower() == "close":
-            self.close()
-        return int(head[0].split()[1]), body
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-
 async def audio_load(
     client: str, gw: GatewayProcess, token: str, data: bytes, seconds: float, concurrency: int
 ) -> dict[str, Any]:
@@ -99,7 +66,11 @@ async def audio_load(
         async def loop(seed: int, deadline: float, record: bool) -> None:
             rng = random.Random(seed)
             raw = RawHttp(gw.port, token)
-            fetch: Fetch = via_httpx if client == "httpx" else raw.get
+
+            async def via_raw(first: int) -> tuple[int, bytes]:
+                return await raw.get(f"/audio/{TRACK_ID}", f"Range: bytes={first}-{first + RANGE_SIZE - 1}")
+
+            fetch: Fetch = via_httpx if client == "httpx" else via_raw
             try:
                 while time.perf_counter() < deadline:
                     first = rng.randrange(0, len(data) - RANGE_SIZE + 1)

@@ -1,9 +1,11 @@
 """The listener's HTTP API: sign-in, session cookie, catalogue, recommendations, plays and audio.
 
 Sources: the browser's requests (the listener from their token, :mod:`gateway.routes.access`;
-bodies read by :mod:`gateway.routes.params`, at most 16 KiB), MongoDB ``tracks``
-(:mod:`gateway.catalogue`, read in worker threads), the model registry (similar
-tracks), the hub's latest list per listener and the audio files under the audio root.
+bodies read by :mod:`gateway.routes.params`, at most 16 KiB), the in-memory catalogue
+(:mod:`gateway.library`: search, tracks, similar tracks, genres) or, until it is loaded
+and for tracks it does not hold, MongoDB ``tracks`` (:mod:`gateway.catalogue`, read in
+worker threads) and the model registry (similar tracks), the hub's latest list per
+listener and the audio files under the audio root.
 Destinations: JSON (and audio bytes, :mod:`gateway.audio`) for the browser; the
 ``cadenza_token`` cookie (``POST /api/session``: how ``<audio>``, which cannot send a
 header, is authorised without a token in its URL); each accepted play, within the
@@ -85,26 +87,35 @@ def routes(gw: Gateway, guard: Guard) -> list[BaseRoute]:
     async def tracks(request: Request, who: tokens.Claims) -> Response:
         p = request.query_params
         page, per_page = int_param(p.get("page"), 1), int_param(p.get("per_page"), 50)
-        result = await gw.query(
-            partial(catalogue.search, page=page, per_page=per_page),
-            gw.db,
-            p.get("q"),
-            p.get("genre"),
-            p.get("artist"),
+        q, genre, artist = p.get("q"), p.get("genre"), p.get("artist")
+        index = gw.library.index
+        if index is not None:
+            return JSONResponse(index.search(q, genre, artist, page=page, per_page=per_page))
+        search = partial(catalogue.search, page=page, per_page=per_page)
+        return JSONResponse(
+            await gw.query(search, gw.db, q, genre, artist, limiter=gw.library.fallback_limiter())
         )
-        return JSONResponse(result)
 
     async def track(request: Request, who: tokens.Claims) -> Response:
         tid = parse_track_id(request.path_params["track_id"])
-        return JSONResponse(await gw.query(catalogue.one, gw.db, tid))
+        index = gw.library.index
+        found = index.one(tid) if index is not None else None
+        return JSONResponse(found if found is not None else await gw.query(catalogue.one, gw.db, tid))
 
     async def similar(request: Request, who: tokens.Claims) -> Response:
         tid = parse_track_id(request.path_params["track_id"])
         limit = int_param(request.query_params.get("limit"), 20)
-        return JSONResponse(await gw.query(gw.similar.of, gw.db, tid, limit))
+        index = gw.library.for_similar()
+        found = index.similar(tid, limit) if index is not None else None
+        if found is None:  # not loaded, another model, or a track it does not hold
+            found = await gw.query(gw.similar.of, gw.db, tid, limit, limiter=gw.library.fallback_limiter())
+        return JSONResponse(found)
 
     async def genre_list(request: Request, who: tokens.Claims) -> Response:
-        return JSONResponse(await gw.query(catalogue.genres, gw.db))
+        index = gw.library.index
+        if index is not None:
+            return JSONResponse(index.genres())
+        return JSONResponse(await gw.query(catalogue.genres, gw.db, limiter=gw.library.fallback_limiter()))
 
     async def recommendations(request: Request, who: tokens.Claims) -> Response:
         latest = hub.latest(who.user_id)

@@ -2,11 +2,13 @@
 ``/metrics``, ``/api/ops``.
 
 Sources: the gateway's :class:`gateway.state.Gateway` (a MongoDB ping, the producer's
-broker metadata, whether :mod:`gateway.feed` has caught up, consumer lag from the
-broker's offsets) and :class:`gateway.metrics.GatewayMetrics` (counters, rates, the
-hub's listeners). Destinations: load balancers and orchestrators (``/healthz`` always
-200 while the process serves; ``/readyz`` 503 until MongoDB, Kafka and the feed are
-ok), Prometheus (``/metrics``) and the ``/ops`` page (``/api/ops``). No token needed.
+broker metadata, whether :mod:`gateway.feed` has caught up, the in-memory catalogue's
+state, consumer lag from the broker's offsets) and
+:class:`gateway.metrics.GatewayMetrics` (counters, rates, the hub's listeners).
+Destinations: load balancers and orchestrators (``/healthz`` always 200 while the process
+serves; ``/readyz`` 503 until MongoDB, Kafka and the feed are ok, whether or not the
+catalogue is loaded yet), Prometheus (``/metrics``) and the ``/ops`` page
+(``/api/ops``). No token needed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def routes(gw: Gateway) -> list[BaseRoute]:
     """The ops routes of the gateway ``gw``."""
     metrics, hub = gw.metrics, gw.hub
     # This app's own registry: its counters, the feed's gauges, consumer lag, process_* metrics.
-    registry = app_registry(metrics, gw.feed, ConsumerLag(lambda: (gw.lag, gw.lag_error)))
+    registry = app_registry(metrics, gw.feed, gw.library, ConsumerLag(lambda: (gw.lag, gw.lag_error)))
 
     async def healthz(request: Request) -> Response:
         if gw.watchdog.stalled is not None:  # the process is on its way out (gateway.watchdog)
@@ -54,8 +56,10 @@ def routes(gw: Gateway) -> list[BaseRoute]:
                 checks["kafka"] = f"unreachable: {type(err).__name__}"
         checks["feed"] = "ok" if gw.feed.ready.is_set() else (gw.feed.error or "catching up")
         ok = all(v == "ok" for v in checks.values())
+        # The in-memory catalogue is reported, never waited for: MongoDB answers until it is loaded.
         return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+            {"status": "ready" if ok else "not ready", "checks": checks, "catalogue": gw.library.status()},
+            status_code=200 if ok else 503,
         )
 
     async def metrics_page(request: Request) -> Response:
@@ -77,6 +81,7 @@ def routes(gw: Gateway) -> list[BaseRoute]:
                 "lag_error": gw.lag_error,
                 "rates": metrics.rates(),
                 "listeners": hub.listeners(),
+                "catalogue": gw.library.status(),
                 "dead_letters": {
                     "counts": [
                         {"topic": t, "stage": st, "count": n}

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import ValidationError, model_validator
 
 from infra.errors import ConfigError
+from infra.settings.etl import EtlSettings
 from infra.settings.gateway import GatewaySettings
 from infra.settings.kafka import KafkaSettings
 from infra.settings.local import LocalSettings
@@ -49,10 +50,12 @@ COMPONENTS: tuple[type, ...] = (
     StreamSettings,
     RecommenderSettings,
     GatewaySettings,
+    EtlSettings,
 )
 
 
 class Settings(
+    EtlSettings,
     GatewaySettings,
     RecommenderSettings,
     StreamSettings,
@@ -172,6 +175,7 @@ __all__ = [
     "PUBLIC_TOKEN_SECRETS",
     "RECOMMENDER_TABLE",
     "TOKEN_SECRET_FILE",
+    "EtlSettings",
     "GatewaySettings",
     "KafkaSettings",
     "LocalSettings",

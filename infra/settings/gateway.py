@@ -62,6 +62,20 @@ class GatewaySettings(Component):
     fma_dir: Path | None = Field(
         None, description="FMA root holding fma_metadata/ and audio (the gateway serves audio from it)."
     )
+    gateway_catalogue_memory: bool = Field(
+        True,
+        description="Serve catalogue search, similar tracks, genres and track details from an "
+        "in-memory index of `tracks`, loaded in the background at start (MongoDB answers until "
+        "it is ready) and kept current from cadenza.tracks.new and cadenza.tracks.assigned. "
+        "False: every such request reads MongoDB.",
+    )
+    gateway_catalogue_reload_s: float = Field(
+        3600.0,
+        ge=0,
+        description="Seconds between full reloads of the in-memory catalogue from MongoDB, in the "
+        "background, to pick up writes that bypass the track topics (e.g. `cadenza etl "
+        "import-features`); it also reloads when the current model changes. 0: only then.",
+    )
 
     # limits against hostile or broken clients
     ws_send_timeout_s: float = Field(

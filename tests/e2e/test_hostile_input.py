@@ -9,8 +9,8 @@ records written there; valid plays before and after are all in the history, and 
 posted afterwards reaches the listener's websocket; ``/readyz`` answers 200, and again
 after the gateway restarts and replays the corpus.
 
-``cadenza.tracks.assigned`` has no consumer in Cadenza (ops reads it), so it is not part
-of the corpus.
+``cadenza.tracks.assigned`` is read by the gateway alone (its in-memory catalogue), which
+also reads ``cadenza.tracks.new``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from infra.kafka_clients import producer
 from infra.prometheus import parse_metrics
 from schemas.codec import decode
 from schemas.errors import SchemaError
-from schemas.events import DeadLetter, PlayEvent, Recommendation, TrackEvent, Trending
+from schemas.events import DeadLetter, PlayEvent, Recommendation, TrackAssigned, TrackEvent, Trending
 from schemas.features import N_FEATURES
-from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_NEW, TRENDING
+from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_ASSIGNED, TRACKS_NEW, TRENDING
 from tests.conftest import read_until_idle
 from tests.e2e.conftest import System
 from tests.e2e.test_system import history_ids, play_and_wait
@@ -44,13 +44,15 @@ HUGE = (2 << 20) - (128 << 10)  # with a 70 kB key, under the broker's 2 MiB rec
 #: Who consumes each topic, by the ``stage`` their dead letters carry.
 STAGES = {
     PLAYS.name: {"recommender_stream", "streaming_jobs.plays"},
-    TRACKS_NEW.name: {"recommender_stream", "streaming_jobs.assign"},
+    TRACKS_NEW.name: {"recommender_stream", "streaming_jobs.assign", "gateway"},
+    TRACKS_ASSIGNED.name: {"gateway"},
     RECOMMENDATIONS.name: {"gateway"},
     TRENDING.name: {"recommender_stream", "gateway"},
 }
 MODELS: dict[str, Any] = {
     PLAYS.name: PlayEvent,
     TRACKS_NEW.name: TrackEvent,
+    TRACKS_ASSIGNED.name: TrackAssigned,
     RECOMMENDATIONS.name: Recommendation,
     TRENDING.name: Trending,
 }
@@ -100,6 +102,16 @@ def specific(topic: str, i: int) -> dict[str, bytes]:
             "short_vector": json.dumps({"track_id": 10_000 + i, "features": [0.5] * 17}).encode(),
             "nan_features": json.dumps(
                 {"track_id": 10_000 + i, "features": [float("nan")] * N_FEATURES}
+            ).encode(),
+        }
+    if topic == TRACKS_ASSIGNED.name:
+        return {
+            "wrong_types": json.dumps({"track_id": "x", "cluster": "hot"}).encode(),
+            "negative_cluster": json.dumps(
+                {"track_id": 10_000 + i, "cluster": -1, "model_version": "v"}
+            ).encode(),
+            "no_model_version": json.dumps(
+                {"track_id": 10_000 + i, "cluster": 1, "model_version": ""}
             ).encode(),
         }
     if topic == RECOMMENDATIONS.name:

@@ -9,6 +9,7 @@ clip and silence.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -24,29 +25,10 @@ from hypothesis.extra.numpy import arrays
 from scipy import stats
 
 from etl import features as fx
+from etl.audio import load_audio, probe
 from etl.errors import AudioDecodeError, EtlError, FeatureError
 from schemas.features import FEATURE_COLUMNS, N_FEATURES
-
-SUBTYPES = {"wav": "PCM_16", "flac": "PCM_16", "ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}
-
-
-def music(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
-    """A few decaying harmonic notes over noise: pitched, rhythmic, broadband."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    y = 0.02 * rng.standard_normal(t.size)
-    for k, start in enumerate(np.arange(0, seconds, 0.25)):
-        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
-        env = np.where(t >= start, np.exp(-(t - start) * 6), 0.0)
-        y += env * sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, 6)) * (0.5 + 0.1 * (k % 3))
-    return (0.3 * y / np.abs(y).max()).astype(np.float32)
-
-
-def write_clip(path: Path, y: np.ndarray, sr: int, channels: int) -> Path:
-    data = y if channels == 1 else np.stack([y, 0.6 * y[::-1].copy()], axis=1)
-    fmt = path.suffix[1:]
-    sf.write(path, data, sr, format=fmt.upper(), subtype=SUBTYPES[fmt])
-    return path
+from tests.etl._signals import long_music, music, write_clip
 
 
 def fma_reference(x: np.ndarray, sr: int) -> np.ndarray:
@@ -177,6 +159,10 @@ def test_fast_helpers_equal_librosa(sr: int) -> None:
             ("spectral_rolloff", librosa.feature.spectral_rolloff),
         ):
             np.testing.assert_allclose(shape[name], func(S=spec, sr=22050), rtol=1e-6, atol=1e-9)
+        np.testing.assert_array_equal(
+            fx.spectral_contrast(*fx.contrast_bands(spec)),
+            librosa.feature.spectral_contrast(S=spec, sr=22050, n_bands=6),
+        )
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -221,10 +207,11 @@ def test_broken_files_are_decode_errors(tmp_path: Path) -> None:
     zero_frames = tmp_path / "zero.wav"
     sf.write(zero_frames, np.zeros(0, np.float32), 22050)
     for path in (empty, truncated, text, zero_frames, tmp_path / "missing.mp3", tmp_path):
-        with pytest.raises(AudioDecodeError) as info:
-            fx.extract_file(path)
-        assert isinstance(info.value, EtlError)
-        assert str(path) in str(info.value)
+        for excerpt_s in (0.0, 30.0, 0.5):
+            with pytest.raises(AudioDecodeError) as info:
+                fx.analyse_file(path, excerpt_s)
+            assert isinstance(info.value, EtlError)
+            assert str(path) in str(info.value)
     assert fx.extract_file(good).shape == (N_FEATURES,)
 
 
@@ -288,3 +275,86 @@ def test_warm_up_compiles_the_kernels_into_numbas_cache(tmp_path: Path) -> None:
     cached = [p.name for p in (tmp_path / "numba").rglob("guf-*.nbi")]
     assert any("_pi_wrapper" in name for name in cached), cached
     assert any("_zc_wrapper" in name for name in cached), cached
+
+
+# --- which audio: FMA's excerpt, whole tracks in blocks ---------------------------------
+
+
+def test_the_excerpt_is_fmas_clip_from_the_middle_and_only_it_is_decoded(tmp_path: Path) -> None:
+    sr = 22050
+    y = long_music(75.0, sr)
+    path = write_clip(tmp_path / "track.wav", y, sr, 1)
+    result = fx.analyse_file(path, 30.0)
+    assert (result.track_s, result.offset_s, result.duration_s) == (75.0, 22.0, 30.0)  # 75 // 2 - 15
+    assert result.decoded == result.largest_piece == 30 * sr  # the excerpt, nothing else
+    clip = load_audio(path)[0][22 * sr : 52 * sr]
+    np.testing.assert_array_equal(result.features, fx.extract_signal(clip, sr))
+
+
+def test_a_track_shorter_than_the_excerpt_is_analysed_whole(tmp_path: Path) -> None:
+    sr = 16000
+    path = write_clip(tmp_path / "short.flac", long_music(20.0, sr), sr, 2)
+    result = fx.analyse_file(path, 30.0)
+    assert (result.track_s, result.offset_s, result.duration_s, result.decoded) == (20.0, 0.0, 20.0, 20 * sr)
+    np.testing.assert_array_equal(result.features, fx.extract_signal(*load_audio(path)))
+    np.testing.assert_array_equal(result.features, fx.extract_file(path))  # excerpt 0: whole
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    ("fmt", "sr", "seconds", "excerpt_s", "window"),
+    [
+        ("wav", 22050, 25.0, 0.0, (0.0, 25.0)),
+        ("wav", 22050, 25.0, 20.0, (2.0, 20.0)),
+        ("mp3", 44100, 12.0, 0.0, (0.0, 12.0)),
+    ],
+)
+def test_long_audio_is_analysed_in_blocks_as_the_whole_signal_would_be(
+    tmp_path: Path, fmt: str, sr: int, seconds: float, excerpt_s: float, window: tuple[float, float]
+) -> None:
+    """Blocks of 4.6 s plus 2 s margins, two passes: the frames of the whole signal.
+
+    (MP3 at 44.1 kHz: MPEG-2 files, 24 kHz and below, decode to samples that differ from a
+    straight decode at float32 rounding after a seek, which moves features measuring the
+    decoder's noise floor, e.g. the top spectral-contrast valley of a low-passed MP3.)
+    """
+    hops = round(4.6 * sr / 512)
+    path = write_clip(tmp_path / f"track.{fmt}", long_music(seconds, sr), sr, 2)
+    result = fx.analyse_file(path, excerpt_s, block_hops=hops)
+    assert (result.offset_s, result.duration_s) == window
+    margins = 2 * math.ceil(fx.MARGIN_S * sr / 512) * 512  # either side, in whole hops
+    assert result.largest_piece <= hops * 512 + margins  # never more than a block and its margins
+    assert result.decoded > 2 * result.duration_s * sr  # two passes
+    start, length = round(window[0] * sr), round(window[1] * sr)
+    whole = fx.extract_signal(load_audio(path)[0][start : start + length], sr)
+    np.testing.assert_allclose(result.features, whole, rtol=fx.RTOL, atol=fx.ATOL)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_an_mp3_header_that_overstates_the_length_ends_the_track_where_the_audio_ends(tmp_path: Path) -> None:
+    """A constant-bit-rate MP3 without its Info frame: libsndfile estimates the length from
+    the bit rate, a little long. Pieces past the real end read less; nothing else changes.
+
+    (Without that frame, samples after a seek differ from a straight decode's at float32
+    rounding, 6e-8, as in MPEG-2 files; the top spectral-contrast band's valley, above the
+    MP3's low-pass, measures that noise and moves by up to ~1 %.)
+    """
+    sr = 44100
+    path = tmp_path / "cbr.mp3"
+    cbr = {"bitrate_mode": "CONSTANT", "compression_level": 0.5}  # 0.5: a CBR rate, with an Info tag
+    sf.write(path, long_music(15.0, sr), sr, format="MP3", subtype="MPEG_LAYER_III", **cbr)
+    data = path.read_bytes()
+    info_at = data.index(b"Info")  # LAME's Info tag, in the first frame (at 0: no ID3 tag)
+    next_frame = data.index(data[:2], info_at)  # the next frame header (the tag's frame is zeros)
+    path.write_bytes(data[next_frame:])
+    y = load_audio(path)[0]
+    assert probe(path).frames > y.size  # the header's estimate overstates the length
+    hops = round(4.6 * sr / 512)
+    result = fx.analyse_file(path, 0.0, block_hops=hops)
+    assert (result.track_s, result.offset_s, result.duration_s) == (y.size / sr, 0.0, y.size / sr)
+    whole = fx.extract_signal(y, sr)
+    top = np.array([c.startswith("spectral_contrast_") and c.endswith("_07") for c in FEATURE_COLUMNS])
+    np.testing.assert_allclose(result.features[~top], whole[~top], rtol=fx.RTOL, atol=fx.ATOL)
+    np.testing.assert_allclose(result.features[top], whole[top], rtol=0.02)
+    # an excerpt that ends before the audio does: the track's duration is the header's
+    assert fx.analyse_file(path, 12.0).track_s == probe(path).duration_s

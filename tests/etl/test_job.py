@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,8 @@ def test_run_stores_every_good_track_reports_the_rest_and_a_rerun_changes_nothin
         meta = catalogue[track_id]
         assert (doc["title"], doc["artist"], doc["genre_top"]) == (meta.title, meta.artist, meta.genre_top)
         assert doc["audio_path"] == meta.audio_path and doc["cluster"] is None
+        # 6 s clips, shorter than the default 30 s excerpt: analysed whole, and recorded so
+        assert doc["excerpt"]["offset_s"] == 0.0 and abs(doc["excerpt"]["duration_s"] - 6.0) < 0.05
     first = sample.good[0]
     expected = extract_file(sample.root / stored[first]["audio_path"])
     # Same extractor; BLAS threads (1 in executors, several here) only change rounding.
@@ -282,6 +284,8 @@ def test_deal_balances_audio_duration_across_partitions() -> None:
     assert sorted(it.track_id for chunk in chunks for it in chunk) == [it.track_id for it in items]
     assert all([it.track_id for it in chunk] == sorted(it.track_id for it in chunk) for chunk in chunks)
     assert len(deal(items[:1], 4)) == 1 and deal(items, 0) == []
+    # with FMA's 30 s excerpt every track costs 30 s: four each
+    assert sorted(len(chunk) for chunk in deal(items, 2, excerpt_s=30.0)) == [4, 4]
 
 
 def test_detect_subset_picks_the_largest_audio_folder(tmp_path: Path) -> None:
@@ -327,4 +331,6 @@ def test_summary_rows_read_well() -> None:
     )
     rows = dict(summary.table_rows())
     assert summary.clips_per_s == 2.0 and rows["clips/s"] == "2.00"
+    assert rows["audio analysed"] == "30 s from the middle of each track (shorter tracks whole)"
+    assert dict(replace(summary, excerpt_s=0.0).table_rows())["audio analysed"] == "whole tracks"
     assert rows["python workers, peak memory"] == "2, 300 MiB"

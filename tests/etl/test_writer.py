@@ -8,15 +8,19 @@ from bson.binary import Binary
 
 from etl.errors import EtlError
 from etl.writer import track_document, track_event
-from schemas.documents import TrackDoc
+from schemas.documents import Excerpt, TrackDoc
 from schemas.features import N_FEATURES
 from schemas.vectors import SUBTYPE, VectorError, pack, unpack
 
 
 def test_a_track_is_stored_packed_and_announced_with_the_same_float32_values() -> None:
     features = np.random.default_rng(2).standard_normal(N_FEATURES)  # float64 from an extractor
-    doc = track_document({"id": 7, "title": "Seven", "genres": [12]}, features, "extracted")
-    assert list(doc) == list(TrackDoc(id=7).to_mongo())  # the TrackDoc shape, in its order
+    excerpt = {"offset_s": 105.0, "duration_s": 30.0}
+    doc = track_document(
+        {"id": 7, "title": "Seven", "genres": [12], "excerpt": excerpt}, features, "extracted"
+    )
+    assert list(doc) == list(TrackDoc(id=7, excerpt=excerpt).to_mongo())  # the TrackDoc shape, in its order
+    assert doc["excerpt"] == excerpt
     assert isinstance(doc["features"], Binary) and doc["features"].subtype == SUBTYPE
     assert unpack(doc["features"]).tobytes() == features.astype(np.float32).tobytes()
     event = track_event(doc)
@@ -34,3 +38,15 @@ def test_a_track_without_a_usable_vector_is_neither_stored_nor_announced() -> No
     with pytest.raises(EtlError, match="track 8: invalid feature vector: 3 values"):
         track_event({**doc, "features": [1.0, 2.0, 3.0]})
     assert track_event({**doc, "features": pack(np.ones(N_FEATURES))}).features == [1.0] * N_FEATURES
+
+
+def test_the_excerpt_is_stored_only_when_known() -> None:
+    """Optional field: a document (or an update built from one, as the assign stream's
+    ``$set``) without an excerpt leaves it out rather than writing null over the ETL's."""
+    assert "excerpt" not in TrackDoc(id=3, duration_s=241.0).to_mongo()
+    stored = TrackDoc(id=3, duration_s=241.0, excerpt={"offset_s": 105.0, "duration_s": 30.0}).to_mongo()
+    assert stored["excerpt"] == {"offset_s": 105.0, "duration_s": 30.0} and stored["duration_s"] == 241.0
+    assert TrackDoc.model_validate(stored).excerpt == Excerpt(offset_s=105.0, duration_s=30.0)
+    assert TrackDoc.model_validate({"_id": 3}).excerpt is None  # documents written before it existed
+    with pytest.raises(ValueError, match="duration_s"):
+        TrackDoc(id=3, excerpt={"offset_s": 0.0, "duration_s": 0.0})

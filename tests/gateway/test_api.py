@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,22 @@ def gateway_settings(topics: Settings) -> Settings:
     return topics.model_copy(update={"token_secret": SecretStr("stack-secret"), "gateway_replay_s": 600.0})
 
 
+@contextmanager
+def started(settings: Settings) -> Iterator[TestClient]:
+    """The gateway app, ready, and its catalogue loaded if it keeps one in memory."""
+    with TestClient(create_app(settings)) as c:
+        deadline = time.monotonic() + 30
+        while (ready := c.get("/readyz")).status_code != 200 or ready.json()["catalogue"][
+            "state"
+        ] == "loading":
+            assert time.monotonic() < deadline, ready.json()
+            time.sleep(0.2)
+        yield c
+
+
 @pytest.fixture
 def client(gateway_settings: Settings, db: Db) -> Iterator[TestClient]:
-    with TestClient(create_app(gateway_settings)) as c:
-        deadline = time.monotonic() + 30
-        while c.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, c.get("/readyz").json()
-            time.sleep(0.2)
+    with started(gateway_settings) as c:
         yield c
 
 
@@ -108,8 +118,9 @@ def test_a_reported_play_becomes_exactly_one_play_event(
     )
 
 
+@pytest.mark.parametrize("memory", [True, False], ids=["memory", "mongodb"])
 def test_catalogue_search_paging_genres_and_no_operator_injection(
-    client: TestClient, gateway_settings: Settings, db: Db
+    gateway_settings: Settings, db: Db, memory: bool
 ) -> None:
     db.tracks.insert_many(
         [
@@ -123,35 +134,40 @@ def test_catalogue_search_paging_genres_and_no_operator_injection(
         ]
         + [{"_id": 50, "title": "a.*b (live)", "artist": "Regex", "genre_top": "Pop"}]
     )
-    h = auth(gateway_settings, "bob")
-    page1 = client.get("/api/tracks?q=song&per_page=5&page=1", headers=h).json()
-    page3 = client.get("/api/tracks?q=song&per_page=5&page=3", headers=h).json()
-    assert page1["total"] == 12 and [t["track_id"] for t in page1["items"]] == [1, 2, 3, 4, 5]
-    assert [t["track_id"] for t in page3["items"]] == [11, 12]
-    assert "features" not in page1["items"][0] and page1["items"][0]["audio_url"] == "/audio/1"
-    jazz = client.get("/api/tracks?genre=Jazz&artist=band%20a", headers=h).json()
-    assert [t["track_id"] for t in jazz["items"]] == [9, 11]
-    # Query text is matched literally, never as a pattern or an operator.
-    assert [t["track_id"] for t in client.get("/api/tracks?q=.*", headers=h).json()["items"]] == [50]
-    for hostile in ('{"$ne": null}', "[$ne]=1", "$where"):
-        r = client.get("/api/tracks", params={"genre": hostile, "q": hostile}, headers=h)
-        assert r.status_code == 200 and r.json()["total"] == 0
-    r = client.get("/api/tracks?genre[$ne]=Rock", headers=h).json()
-    assert r["total"] == 13  # an unknown parameter is ignored, not interpreted
-    genres = client.get("/api/genres", headers=h).json()["items"]
-    assert genres == [
-        {"genre": "Rock", "tracks": 7},
-        {"genre": "Jazz", "tracks": 5},
-        {"genre": "Pop", "tracks": 1},
-    ]
-    assert client.get("/api/tracks/3", headers=h).json()["title"] == "Song 3"
-    for missing in (
-        "/api/tracks/777",
-        "/api/tracks/abc",
-        "/api/tracks/..%2F..%2Fetc",
-        "/api/tracks/777/similar",
-    ):
-        assert client.get(missing, headers=h).status_code == 404
+    settings = gateway_settings.model_copy(update={"gateway_catalogue_memory": memory})
+    with started(settings) as client:
+        h = auth(gateway_settings, "bob")
+        page1 = client.get("/api/tracks?q=song&per_page=5&page=1", headers=h).json()
+        page3 = client.get("/api/tracks?q=song&per_page=5&page=3", headers=h).json()
+        assert page1["total"] == 12 and [t["track_id"] for t in page1["items"]] == [1, 2, 3, 4, 5]
+        assert [t["track_id"] for t in page3["items"]] == [11, 12]
+        assert "features" not in page1["items"][0] and page1["items"][0]["audio_url"] == "/audio/1"
+        jazz = client.get("/api/tracks?genre=Jazz&artist=band%20a", headers=h).json()
+        assert [t["track_id"] for t in jazz["items"]] == [9, 11]
+        # Query text is matched literally, never as a pattern or an operator: in MongoDB as a
+        # substring; in memory as words, and ".*" holds none.
+        literal = [t["track_id"] for t in client.get("/api/tracks?q=.*", headers=h).json()["items"]]
+        assert literal == ([] if memory else [50])
+        assert [t["track_id"] for t in client.get("/api/tracks?q=live", headers=h).json()["items"]] == [50]
+        for hostile in ('{"$ne": null}', "[$ne]=1", "$where"):
+            r = client.get("/api/tracks", params={"genre": hostile, "q": hostile}, headers=h)
+            assert r.status_code == 200 and r.json()["total"] == 0
+        r = client.get("/api/tracks?genre[$ne]=Rock", headers=h).json()
+        assert r["total"] == 13  # an unknown parameter is ignored, not interpreted
+        genres = client.get("/api/genres", headers=h).json()["items"]
+        assert genres == [
+            {"genre": "Rock", "tracks": 7},
+            {"genre": "Jazz", "tracks": 5},
+            {"genre": "Pop", "tracks": 1},
+        ]
+        assert client.get("/api/tracks/3", headers=h).json()["title"] == "Song 3"
+        for missing in (
+            "/api/tracks/777",
+            "/api/tracks/abc",
+            "/api/tracks/..%2F..%2Fetc",
+            "/api/tracks/777/similar",
+        ):
+            assert client.get(missing, headers=h).status_code == 404
 
 
 @pytest.mark.spark

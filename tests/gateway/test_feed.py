@@ -1,5 +1,6 @@
-"""Reading the feed: trending windows (the cluster and window end the hub orders them by), and
-recommendations (pushed, and the recommender's delay measured)."""
+"""Reading the feed: trending windows (the cluster and window end the hub orders them by),
+recommendations (pushed, and the recommender's delay measured), and the catalogue's new tracks
+and clusters (to the in-memory catalogue; bad records dead-lettered)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ import pytest
 
 from gateway.feed import Feed, envelope
 from gateway.hub import Hub
+from gateway.library import Library
+from gateway.track_index import TrackIndex
 from infra.prometheus import samples
 from infra.settings import Settings
 from schemas.codec import dead_letter_for
 from schemas.errors import SchemaError
 from schemas.events import Trending
-from schemas.topics import RECOMMENDATIONS, TRENDING
+from schemas.features import N_FEATURES
+from schemas.topics import RECOMMENDATIONS, TRACKS_ASSIGNED, TRACKS_NEW, TRENDING
 
 
 def _record(value: dict[str, Any] | bytes | None, timestamp_ms: int | None = None) -> Any:
@@ -176,3 +180,104 @@ def test_after_hostile_records_a_started_feed_is_ready_and_pushes(topics: Settin
     assert not died
     assert text is not None and json.loads(text)["data"]["model_version"] == "live"
     assert letters == 2 * len(sent) + 1
+
+
+# --- the catalogue's topics -------------------------------------------------------------------
+
+
+def catalogue_feed(tmp_path: Path) -> tuple[Feed, Library, list[tuple[Any, BaseException]]]:
+    """A feed that reads the track topics into a library whose index is loaded (no model)."""
+    settings = Settings(data_dir=tmp_path)
+    library = Library(settings)
+    library.index = TrackIndex(None)
+    letters: list[tuple[Any, BaseException]] = []
+    feed = Feed(settings, Hub(queue_size=8), lambda record, error: letters.append((record, error)), library)
+    return feed, library, letters
+
+
+NEW_TRACK = {
+    "track_id": 42,
+    "title": "Hyperballad",
+    "artist": "Björk",
+    "genre_top": "Pop",
+    "features": [0.5] * N_FEATURES,
+}
+
+
+def test_tracks_new_and_tracks_assigned_reach_the_catalogue(tmp_path: Path) -> None:
+    feed, library, letters = catalogue_feed(tmp_path)
+    feed._handle(feed.settings.topic(TRACKS_NEW), _record(NEW_TRACK), replay=False)
+    assigned = {"track_id": 42, "cluster": 3, "model_version": "v1", "ts": "2026-01-01T00:00:00Z"}
+    feed._handle(feed.settings.topic(TRACKS_ASSIGNED), _record(assigned), replay=True)
+    assert library.index is not None
+    found = library.index.search("bjork hyper", None, None, page=1, per_page=5)["items"]
+    assert [(t["track_id"], t["cluster"]) for t in found] == [(42, 3)]
+    assert library.index.genres()["items"] == [{"genre": "Pop", "tracks": 1}]
+    assert (
+        feed.hub.metrics.feed_messages["tracks.new"] == 1
+        and feed.hub.metrics.feed_messages["tracks.assigned"] == 1
+    )
+    assert not letters
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+@pytest.mark.parametrize("topic", [TRACKS_NEW, TRACKS_ASSIGNED])
+def test_a_bad_track_record_is_one_dead_letter_and_the_catalogue_goes_on(
+    tmp_path: Path, value: bytes | None, topic: Any
+) -> None:
+    feed, library, letters = catalogue_feed(tmp_path)
+    feed._handle(feed.settings.topic(topic), _record(value), replay=False)
+    assert len(letters) == 1 and letters[0][0].value == value
+    assert isinstance(letters[0][1], SchemaError)
+    assert feed.hub.metrics.errors["feed_bad_message"] == 1
+    feed._handle(feed.settings.topic(TRACKS_NEW), _record(NEW_TRACK), replay=False)
+    assert library.index is not None and library.index.one(42) is not None
+    assert len(letters) == 1
+
+
+def test_a_feed_without_a_catalogue_does_not_read_the_track_topics(tmp_path: Path) -> None:
+    feed = Feed(Settings(data_dir=tmp_path), Hub(queue_size=8))
+    assert set(feed.names.values()) == {"recommendations", "trending", "dlq"}
+    with_catalogue, _, _ = catalogue_feed(tmp_path)
+    assert set(with_catalogue.names.values()) == {
+        "recommendations",
+        "trending",
+        "dlq",
+        "tracks.new",
+        "tracks.assigned",
+    }
+
+
+class SeekingConsumer:
+    """What ``Feed._seek`` asks of a consumer: offsets by time, log ends, seeks."""
+
+    def __init__(self, ends: dict[Any, int]) -> None:
+        self.ends, self.at, self.asked = ends, {}, {}
+
+    async def offsets_for_times(self, times: dict[Any, int]) -> dict[Any, Any]:
+        self.asked = dict(times)
+        return {tp: SimpleNamespace(offset=1) for tp in times}
+
+    async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return {tp: self.ends[tp] for tp in tps}
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.at[tp] = offset
+
+
+def test_track_topics_resume_where_they_were_and_readiness_does_not_wait_for_them(tmp_path: Path) -> None:
+    from aiokafka import TopicPartition
+
+    feed, _, _ = catalogue_feed(tmp_path)
+    reco, new = (
+        TopicPartition(feed.settings.topic(RECOMMENDATIONS), 0),
+        TopicPartition(feed.settings.topic(TRACKS_NEW), 0),
+    )
+    consumer = SeekingConsumer({reco: 5, new: 9})
+    replaying, catching_up = asyncio.run(feed._seek(consumer, [reco, new]))
+    assert consumer.at == {reco: 1, new: 1}
+    assert replaying == {reco: 5, new: 9} and catching_up == {reco: 5}  # readiness: the lists only
+    assert consumer.asked[new] > consumer.asked[reco]  # a minute of tracks, CADENZA_GATEWAY_REPLAY_S of lists
+    feed.positions[new] = 7  # read up to 6 before the connection was lost
+    replaying, catching_up = asyncio.run(feed._seek(consumer, [reco, new]))
+    assert consumer.at[new] == 7 and replaying[new] == 9
