@@ -158,13 +158,11 @@ def pct(values: Sequence[float] | np.ndarray, q: float) -> float | None:
 
 
 def percentiles(values: Sequence[float] | np.ndarray) -> dict[str, float | None]:
-    """p50, p95, p99 and max of ``values`` (None each when there are none)."""
-    return {
-        "p50": pct(values, 50),
-        "p95": pct(values, 95),
-        "p99": pct(values, 99),
-        "max": float(max(values)) if len(values) else None,
-    }
+    """p50, p95, p99 and max of ``values`` (None each when there are none): the simulator's
+    own summary, so a bench and ``cadenza simulate`` report latencies the same way."""
+    from simulator.report import latency_summary  # here: ``import bench.common`` stays light
+
+    return latency_summary(values)
 
 
 def ms(value: float | None) -> str:

@@ -12,6 +12,7 @@ before its cause was sent, both as the runner recorded them.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
@@ -86,9 +87,9 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
 
 
-def latency_summary(latencies_ms: list[float]) -> dict[str, float | None]:
+def latency_summary(latencies_ms: Sequence[float] | np.ndarray) -> dict[str, float | None]:
     """p50, p95, p99 and max of ``latencies_ms`` (None each when there are none)."""
-    if not latencies_ms:
+    if len(latencies_ms) == 0:
         return {"p50": None, "p95": None, "p99": None, "max": None}
     values = np.asarray(latencies_ms, dtype=float)
     p50, p95, p99 = (float(v) for v in np.percentile(values, [50, 95, 99]))
