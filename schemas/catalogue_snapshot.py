@@ -1,0 +1,229 @@
+"""The catalogue as one array file: every track's model coordinates, cluster and public fields.
+
+Written by the model registry when a model is promoted (and by ``cadenza model
+snapshot``), as ``<models_path>/<version>/catalogue.npz`` next to the model's
+``export.json``. Read at start-up by the recommender worker and the gateway, so a cold
+start loads one file instead of scanning ``tracks``; they then replay only what
+``cadenza.tracks.new`` (and ``cadenza.tracks.assigned``) carried since the offsets the
+snapshot records.
+
+**Layout** (an uncompressed ``.npz``, read with ``allow_pickle=False``):
+
+* ``ids`` int64 ``(n,)``: track ids, ascending;
+* ``clusters`` int32 ``(n,)``: the track's cluster under the model, ``-1`` for a track
+  without a usable feature vector (kept for search, never recommended);
+* ``coords`` float32 ``(n, d)``: the track's coordinates in the model's PCA space (zeros
+  for a track with cluster ``-1``), as :meth:`schemas.cluster_model.ClusterModel.transform`
+  computes them from its features;
+* ``meta`` uint8: UTF-8 JSON, one list per track in ``ids`` order:
+  ``[title, artist, album, genre_top or null, [genre ids], duration_s]``;
+* ``info`` uint8: UTF-8 JSON object: ``format`` (:data:`SNAPSHOT_FORMAT`),
+  ``model_version``, ``feature_set_version``, ``created`` (ISO 8601 UTC), ``tracks``
+  (n), ``offsets``: ``{topic name: {partition: next offset}}`` of the topics the
+  snapshot covers (each topic's log-end offsets taken *before* ``tracks`` was read, so
+  a record past them may also be in the snapshot: replaying it is harmless), or
+  ``null`` when the broker could not be asked (then readers scan ``tracks`` instead).
+
+Pure apart from :meth:`CatalogueSnapshot.save`/:func:`load_snapshot` (one file each).
+Imports nothing of Cadenza but :mod:`schemas.cluster_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from schemas.cluster_model import ClusterModel
+
+#: File name of the snapshot inside a model version's directory.
+SNAPSHOT_FILE: Final = "catalogue.npz"
+#: Version of the layout above (bumped on incompatible changes; readers refuse others).
+SNAPSHOT_FORMAT: Final = 1
+NO_CLUSTER: Final = -1
+
+Offsets = dict[str, dict[int, int]]
+
+
+class SnapshotError(ValueError):
+    """A snapshot file that is missing, unreadable or inconsistent; readers scan ``tracks`` instead."""
+
+
+class SnapshotRow(NamedTuple):
+    """One track's public fields as the snapshot keeps them (``cluster`` None: not placed)."""
+
+    track_id: int
+    title: str
+    artist: str
+    album: str
+    genre_top: str | None
+    genres: tuple[int, ...]
+    duration_s: float
+    cluster: int | None
+
+
+def snapshot_path(models_path: Path, version: str) -> Path:
+    return models_path / version / SNAPSHOT_FILE
+
+
+@dataclass(frozen=True, eq=False)
+class CatalogueSnapshot:
+    """The arrays of one snapshot (see the module's docstring for the layout)."""
+
+    model_version: str
+    feature_set_version: str
+    created: str
+    offsets: Offsets | None
+    ids: NDArray[np.int64]
+    clusters: NDArray[np.int32]
+    coords: NDArray[np.float32]
+    meta: list[list[Any]]
+
+    def __post_init__(self) -> None:
+        n = self.ids.shape[0]
+        if self.ids.ndim != 1 or self.clusters.shape != (n,) or self.coords.ndim != 2:
+            raise SnapshotError(f"snapshot of {self.model_version}: arrays of different lengths")
+        if self.coords.shape[0] != n or len(self.meta) != n:
+            raise SnapshotError(f"snapshot of {self.model_version}: {n} ids but other arrays differ")
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def dims(self) -> int:
+        return int(self.coords.shape[1])
+
+    @property
+    def placed(self) -> NDArray[np.bool_]:
+        """Tracks with coordinates and a cluster."""
+        return self.clusters >= 0
+
+    def rows(self) -> Iterator[SnapshotRow]:
+        """Every track's public fields, in ``ids`` order (:class:`SnapshotError` on a bad row)."""
+        for track_id, cluster, m in zip(self.ids.tolist(), self.clusters.tolist(), self.meta, strict=True):
+            try:
+                title, artist, album, genre_top, genres, duration_s = m
+                yield SnapshotRow(
+                    int(track_id),
+                    str(title),
+                    str(artist),
+                    str(album),
+                    genre_top if isinstance(genre_top, str) else None,
+                    tuple(int(g) for g in genres),
+                    float(duration_s),
+                    None if cluster < 0 else int(cluster),
+                )
+            except (TypeError, ValueError) as err:
+                raise SnapshotError(f"snapshot of {self.model_version}: track {track_id}: {err}") from None
+
+    def covers(self, topic: str) -> dict[int, int] | None:
+        """The next offset per partition of ``topic`` the snapshot covers (None: unknown)."""
+        if self.offsets is None:
+            return None
+        return self.offsets.get(topic)
+
+    def save(self, path: Path) -> Path:
+        """Write atomically (a temporary file beside ``path``, then a rename)."""
+        info = {
+            "format": SNAPSHOT_FORMAT,
+            "model_version": self.model_version,
+            "feature_set_version": self.feature_set_version,
+            "created": self.created,
+            "tracks": len(self),
+            "offsets": None
+            if self.offsets is None
+            else {t: {str(p): int(o) for p, o in parts.items()} for t, parts in self.offsets.items()},
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as out:
+            np.savez(
+                out,
+                ids=self.ids,
+                clusters=self.clusters,
+                coords=self.coords,
+                meta=_json_bytes(self.meta),
+                info=_json_bytes(info),
+            )
+        os.replace(tmp, path)
+        return path
+
+
+def _json_bytes(value: Any) -> NDArray[np.uint8]:
+    return np.frombuffer(json.dumps(value, separators=(",", ":")).encode(), dtype=np.uint8)
+
+
+def _json(array: NDArray[np.uint8]) -> Any:
+    return json.loads(array.tobytes().decode())
+
+
+def load_snapshot(path: Path, version: str | None = None) -> CatalogueSnapshot:
+    """The snapshot at ``path``; :class:`SnapshotError` if it is missing, unreadable, of another
+    format, or (``version`` given) of another model."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            info = _json(data["info"])
+            if not isinstance(info, dict) or info.get("format") != SNAPSHOT_FORMAT:
+                raise SnapshotError(f"{path}: not a catalogue snapshot of format {SNAPSHOT_FORMAT}")
+            offsets = info.get("offsets")
+            snapshot = CatalogueSnapshot(
+                model_version=str(info["model_version"]),
+                feature_set_version=str(info["feature_set_version"]),
+                created=str(info["created"]),
+                offsets=None
+                if offsets is None
+                else {str(t): {int(p): int(o) for p, o in parts.items()} for t, parts in offsets.items()},
+                ids=np.asarray(data["ids"], dtype=np.int64),
+                clusters=np.asarray(data["clusters"], dtype=np.int32),
+                coords=np.asarray(data["coords"], dtype=np.float32),
+                meta=_json(data["meta"]),
+            )
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: no catalogue snapshot (run `cadenza model snapshot`)") from None
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:
+        if isinstance(err, SnapshotError):
+            raise
+        raise SnapshotError(f"{path}: unreadable catalogue snapshot ({err})") from None
+    if version is not None and snapshot.model_version != version:
+        raise SnapshotError(f"{path}: snapshot of model {snapshot.model_version}, not {version}")
+    return snapshot
+
+
+def build_snapshot(
+    model: ClusterModel,
+    ids: Sequence[int] | NDArray[np.int64],
+    features: NDArray[np.floating],
+    placed: Sequence[bool] | NDArray[np.bool_],
+    meta: list[list[Any]],
+    *,
+    offsets: Offsets | None,
+    created: str,
+) -> CatalogueSnapshot:
+    """A snapshot of tracks ``ids`` (ascending order is made here), ``features`` one row per
+    *placed* track in order, ``meta`` one list per track (the layout's ``meta``)."""
+    id_array = np.asarray(ids, dtype=np.int64)
+    mask = np.asarray(placed, dtype=bool)
+    n, d = id_array.size, model.n_components
+    coords = np.zeros((n, d), dtype=np.float32)
+    clusters = np.full(n, NO_CLUSTER, dtype=np.int32)
+    if mask.any():
+        matrix = np.asarray(features, dtype=np.float64)
+        coords[mask] = model.transform(matrix).astype(np.float32)
+        clusters[mask] = model.assign(matrix).astype(np.int32)
+    order = np.argsort(id_array, kind="stable")
+    return CatalogueSnapshot(
+        model_version=model.version,
+        feature_set_version=model.feature_set_version,
+        created=created,
+        offsets=offsets,
+        ids=id_array[order],
+        clusters=clusters[order],
+        coords=coords[order],
+        meta=[meta[i] for i in order.tolist()],
+    )
