@@ -195,6 +195,46 @@ def load_snapshot(path: Path, version: str | None = None) -> CatalogueSnapshot:
     return snapshot
 
 
+def place(
+    model: ClusterModel, features: NDArray[np.floating], placed: Sequence[bool] | NDArray[np.bool_]
+) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    """Clusters (-1 where not ``placed``) and float32 coordinates of a batch of tracks,
+    ``features`` holding one row per *placed* track, in order."""
+    mask = np.asarray(placed, dtype=bool)
+    coords = np.zeros((mask.size, model.n_components), dtype=np.float32)
+    clusters = np.full(mask.size, NO_CLUSTER, dtype=np.int32)
+    if mask.any():
+        matrix = np.asarray(features, dtype=np.float64)
+        coords[mask] = model.transform(matrix).astype(np.float32)
+        clusters[mask] = model.assign(matrix).astype(np.int32)
+    return clusters, coords
+
+
+def assemble(
+    model: ClusterModel,
+    ids: Sequence[int] | NDArray[np.int64],
+    clusters: NDArray[np.int32],
+    coords: NDArray[np.float32],
+    meta: list[list[Any]],
+    *,
+    offsets: Offsets | None,
+    created: str,
+) -> CatalogueSnapshot:
+    """A snapshot of placed tracks (see :func:`place`), put in ascending id order."""
+    id_array = np.asarray(ids, dtype=np.int64)
+    order = np.argsort(id_array, kind="stable")
+    return CatalogueSnapshot(
+        model_version=model.version,
+        feature_set_version=model.feature_set_version,
+        created=created,
+        offsets=offsets,
+        ids=id_array[order],
+        clusters=np.asarray(clusters, dtype=np.int32)[order],
+        coords=np.asarray(coords, dtype=np.float32).reshape(-1, model.n_components)[order],
+        meta=[meta[i] for i in order.tolist()],
+    )
+
+
 def build_snapshot(
     model: ClusterModel,
     ids: Sequence[int] | NDArray[np.int64],
@@ -207,23 +247,5 @@ def build_snapshot(
 ) -> CatalogueSnapshot:
     """A snapshot of tracks ``ids`` (ascending order is made here), ``features`` one row per
     *placed* track in order, ``meta`` one list per track (the layout's ``meta``)."""
-    id_array = np.asarray(ids, dtype=np.int64)
-    mask = np.asarray(placed, dtype=bool)
-    n, d = id_array.size, model.n_components
-    coords = np.zeros((n, d), dtype=np.float32)
-    clusters = np.full(n, NO_CLUSTER, dtype=np.int32)
-    if mask.any():
-        matrix = np.asarray(features, dtype=np.float64)
-        coords[mask] = model.transform(matrix).astype(np.float32)
-        clusters[mask] = model.assign(matrix).astype(np.int32)
-    order = np.argsort(id_array, kind="stable")
-    return CatalogueSnapshot(
-        model_version=model.version,
-        feature_set_version=model.feature_set_version,
-        created=created,
-        offsets=offsets,
-        ids=id_array[order],
-        clusters=clusters[order],
-        coords=coords[order],
-        meta=[meta[i] for i in order.tolist()],
-    )
+    clusters, coords = place(model, features, placed)
+    return assemble(model, ids, clusters, coords, meta, offsets=offsets, created=created)

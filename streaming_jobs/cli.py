@@ -33,7 +33,9 @@ from infra.settings import Settings, get_settings
 from schemas.documents import ModelDoc
 from streaming_jobs.errors import TrainingConfigError
 from streaming_jobs.model import registry
+from streaming_jobs.model.dataset import count_tracks
 from streaming_jobs.model.report import summary_rows, write_report
+from streaming_jobs.model.snapshot import write_snapshot
 
 console = Console()
 model_app = typer.Typer(
@@ -220,6 +222,27 @@ def promote(
     console.print(
         f"[green]{result.version} is current[/] (was {result.previous or 'none'}): clusters written to "
         f"{result.tracks_written} tracks (+{result.tracks_caught_up} added since training)"
+    )
+    if result.snapshot is None:
+        console.print("[yellow]no catalogue snapshot: cold starts will scan tracks (see the log)[/]")
+
+
+@model_app.command("snapshot")
+def snapshot(
+    version: str = typer.Argument("current", help="Model version, or 'current'."),
+) -> None:
+    """Write the model's catalogue snapshot again (every track's cluster and coordinates, and
+    the track topics' offsets it covers), so workers and gateways that start next replay only
+    what is announced after it. Promotion writes one; refresh it after a large import."""
+    settings = _settings()
+    with _database(settings) as db, _progress() as progress:
+        doc = registry.get_model(db, version)
+        progress.stage(f"reading tracks for the snapshot of {doc.id}", total=count_tracks(db))
+        written = write_snapshot(db, settings, registry.load_export(doc), on_batch=progress.advance)
+    covered = "" if written.offsets else " [yellow](no topic offsets: the broker did not answer)[/]"
+    console.print(
+        f"[green]wrote {written.path}[/]: {written.tracks} tracks, {written.placed} placed, "
+        f"in {written.seconds:.1f} s{covered}"
     )
 
 

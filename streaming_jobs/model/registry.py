@@ -9,14 +9,18 @@ export), its evaluation, and the ``tracks`` collection (when promoting). Destina
       <version>/export.json        numpy twin (schemas.cluster_model.ClusterModel)
       <version>/assignments.npz    cluster of every track at training time (-1 = left out)
       <version>/projection.npz     sample of tracks in the first two PCA components (report)
+      <version>/catalogue.npz      every track's cluster, PCA coordinates and public fields,
+                                   with the track topics' offsets it covers (cold starts:
+                                   schemas.catalogue_snapshot, streaming_jobs.model.snapshot)
       current                      one line: the current version
 
 * one ``models`` document per version (:class:`schemas.documents.ModelDoc`), exactly one
   with ``current: true``;
 * ``cluster`` and ``model_version`` of every track when a model is promoted (bulk
   ``UpdateOne`` by ``_id`` in batches; tracks without usable features get ``cluster:
-  null``). Promotion writes the tracks first, then flips ``current`` (others false,
-  then this one true), then the pointer file, so "current" always means "tracks done".
+  null``). Promotion writes the tracks first, then the catalogue snapshot, then flips
+  ``current`` (others false, then this one true), then the pointer file, so "current"
+  always means "tracks done" (and, unless it could not be written, "snapshot there").
 
 Bounded: after a promotion, :func:`prune` deletes the files and ``models`` document of
 every version but the current one and the ``model_keep`` newest others (rollback
@@ -26,6 +30,7 @@ deleted, nor a version whose files live outside ``settings.models_path``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -47,10 +52,13 @@ from schemas.documents import ModelDoc, new_id
 from streaming_jobs.errors import ModelNotFoundError, RegistryError
 from streaming_jobs.model.dataset import load_tracks
 from streaming_jobs.model.progress import NullProgress, Progress
+from streaming_jobs.model.snapshot import write_snapshot
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
 
+
+log = logging.getLogger(__name__)
 
 MODELS: Final = "models"
 TRACKS: Final = "tracks"
@@ -286,6 +294,7 @@ class Promotion:
     tracks_written: int
     tracks_caught_up: int
     pruned: tuple[str, ...] = ()  # old versions deleted (settings.model_keep)
+    snapshot: Path | None = None  # the catalogue snapshot (None: it could not be written)
 
 
 def promote(
@@ -307,6 +316,12 @@ def promote(
     written = write_clusters(db, ids, clusters, doc.id, batch_size=batch_size, on_batch=progress.advance)
     progress.stage("assigning tracks added since training (numpy)")
     caught_up = assign_stale(db, model, batch_size=batch_size)
+    progress.stage("writing the catalogue snapshot (cold starts)", total=int(ids.size) + caught_up)
+    try:
+        snapshot: Path | None = write_snapshot(db, settings, model, on_batch=progress.advance).path
+    except RegistryError as err:  # an optimisation: readers scan tracks without it
+        log.warning("promoting %s without a catalogue snapshot: %s", doc.id, err)
+        snapshot = None
     try:
         db[MODELS].update_many({"_id": {"$ne": doc.id}, "current": True}, {"$set": {"current": False}})
         db[MODELS].update_one({"_id": doc.id}, {"$set": {"current": True}})
@@ -322,4 +337,5 @@ def promote(
         tracks_written=written,
         tracks_caught_up=caught_up,
         pruned=tuple(pruned),
+        snapshot=snapshot,
     )

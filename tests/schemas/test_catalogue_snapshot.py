@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ def _snapshot(offsets: dict[str, dict[int, int]] | None = None):  # type: ignore
     ids = [30, 10, 20, 40]
     placed = [True, True, False, True]
     features = rng.normal(size=(3, 6))
-    meta = [
+    meta: list[list[Any]] = [
         ["c", "artist c", "album", "Rock", [12, 25], 31.5],
         ["a", "ärtist a", "", None, [], 0.0],
         ['b \u0000 "quoted"', "", "", "Pop", [10], 1.0],

@@ -10,12 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner, Result
 
 from infra.settings import Settings
+from schemas.catalogue_snapshot import load_snapshot, snapshot_path
 from schemas.cluster_model import ClusterModel, current_version
+from schemas.topics import TRACKS_ASSIGNED, TRACKS_NEW
+from schemas.vectors import unpack_many
 from streaming_jobs.cli import register
 from streaming_jobs.errors import ModelNotFoundError, TrainingConfigError
 from streaming_jobs.model import registry
@@ -51,6 +55,8 @@ def cli(
             "CADENZA_MONGODB_URI": settings.mongo_uri,
             "CADENZA_MONGODB_DB": settings.mongodb_db,
             "CADENZA_DATA_DIR": str(settings.data_dir),
+            "CADENZA_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
+            "CADENZA_TOPIC_PREFIX": settings.topic_prefix,
             # the test run's session is reused (getOrCreate): keep its runtime settings
             "CADENZA_SPARK_MASTER": "local[2]",
             "CADENZA_SPARK_SHUFFLE_PARTITIONS": str(spark.conf.get("spark.sql.shuffle.partitions")),
@@ -108,6 +114,42 @@ def test_promote_writes_every_track_and_flips_the_registry(cli: Cli, two_models:
         1,
         2,
     }
+    # The promotion wrote the catalogue snapshot: every track, placed as MongoDB now says,
+    # with the track topics' offsets it covers.
+    snapshot = load_snapshot(snapshot_path(cli.settings.models_path, second), second)
+    stored = {d["_id"]: d for d in cli.db.tracks.find({}, {"cluster": 1, "title": 1})}
+    assert sorted(stored) == snapshot.ids.tolist()
+    rows = {row.track_id: row for row in snapshot.rows()}
+    assert all(
+        rows[t].cluster == d["cluster"] and rows[t].title == d.get("title", "") for t, d in stored.items()
+    )
+    np.testing.assert_allclose(
+        snapshot.coords[snapshot.ids.tolist().index(999_999)],
+        model.transform(unpack_many([template["features"]]).matrix)[0],
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    assert snapshot.offsets is not None
+    assert set(snapshot.offsets) == {cli.settings.topic(TRACKS_NEW), cli.settings.topic(TRACKS_ASSIGNED)}
+
+
+def test_snapshot_command_rewrites_the_file_with_new_tracks(cli: Cli, two_models: tuple[str, str]) -> None:
+    _, second = two_models
+    path = snapshot_path(cli.settings.models_path, second)
+    before = load_snapshot(path) if path.exists() else None
+    template = cli.db.tracks.find_one({"cluster": {"$ne": None}})
+    assert template is not None
+    cli.db.tracks.insert_one({**template, "_id": 888_888, "title": "Imported later"})
+    cli.db.tracks.insert_one({"_id": 888_889, "title": "No features", "features": [1.0, "x"]})
+
+    result = cli("model", "snapshot", "current")
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "no topic offsets" not in result.output
+    after = load_snapshot(path, current_version(cli.settings.models_path))
+    assert before is None or len(after) == len(before) + 2
+    rows = {row.track_id: row for row in after.rows()}
+    assert rows[888_888].title == "Imported later" and rows[888_888].cluster is not None
+    assert rows[888_889].cluster is None and rows[888_889].title == "No features"
 
 
 def test_show_and_report(cli: Cli, two_models: tuple[str, str], tmp_path: Path) -> None:
