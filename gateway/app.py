@@ -9,7 +9,7 @@ browsers, ``cadenza.plays`` (:mod:`gateway.plays`), ``cadenza.dlq`` (feed record
 are not JSON), ``/metrics``.
 
 This module builds the app and its lifespan (clients opened, feed, catalogue load and
-heartbeat started, all closed at shutdown); the routes live in :mod:`gateway.routes`,
+heartbeat and trending pump started, all closed at shutdown); the routes live in :mod:`gateway.routes`,
 the state they share in :class:`gateway.state.Gateway`.
 """
 
@@ -68,6 +68,9 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
             watch = gw.watchdog.watch(lambda: gw.feed.progress_at, feed_task)
             gw.tasks.append(asyncio.create_task(watch, name="watchdog"))
         gw.tasks.append(asyncio.create_task(hub.heartbeat(settings.gateway_heartbeat_s), name="heartbeat"))
+        gw.tasks.append(
+            asyncio.create_task(hub.trending_pump(settings.gateway_trending_interval_s), name="trending")
+        )
         # The objects made at start-up (modules, app, clients) live as long as the process:
         # keep them out of every later garbage collection, so pauses stay short.
         gc.collect()

@@ -17,10 +17,14 @@ more socket of a listener would pass the per-listener or the per-process cap.
 
 Trending windows are state, not events: the streaming job emits every open window of
 every cluster it updated in a micro-batch (tens per second), and a browser only needs
-each cluster's newest. So the hub forwards a window only if it is at least as new as
-the one it has for that cluster, and a connection holds at most one unsent window per
-cluster (a newer one replaces it), outside the bounded queue: a burst of windows never
-makes a listener "slow".
+each cluster's newest. So the hub keeps a window only if it is at least as new as the
+one it has for that cluster, and hands the windows that changed to the sockets at most
+once per ``CADENZA_GATEWAY_TRENDING_INTERVAL_S`` (:meth:`Hub.trending_pump`), never per
+Kafka message: the fan-out costs sockets x intervals, not sockets x windows. A
+connection holds the unsent windows per cluster (a newer one replaces an older one)
+outside the bounded queue, and its writer sends them all as one ``batch`` frame
+(``{"type": "batch", "messages": [<trending message>, …]}``): a burst of windows never
+makes a listener "slow", and a browser gets at most one trending frame per interval.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import asyncio
 import json
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -56,8 +61,11 @@ class Connection:
     user_id: str
     limit: int
     pending: deque[tuple[str, float]] = field(default_factory=deque)
-    #: The newest unsent trending window per cluster (replaced, never queued behind).
-    trending: dict[int, tuple[str, float]] = field(default_factory=dict)
+    #: The newest unsent trending window per cluster (replaced, never queued behind). Never
+    #: changed in place: a flush shares one dict (and its batch text) with every socket.
+    trending: dict[int, str] = field(default_factory=dict)
+    trending_at: float = 0.0
+    _trending_text: str | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closing: int | None = None
     last_heard: float = field(default_factory=time.monotonic)
@@ -74,20 +82,28 @@ class Connection:
         self.wake.set()
         return True
 
-    def offer_trending(self, cluster: int, text: str) -> bool:
-        """Hold ``text`` as this cluster's next window to send (replacing an unsent one)."""
-        if self.closing is not None:
+    def offer_trending(self, windows: dict[int, str], text: str | None = None) -> bool:
+        """Hold ``windows`` (cluster -> message) as the next ones to send, replacing unsent
+        windows of the same clusters; ``text`` is their batch frame when already built."""
+        if self.closing is not None or not windows:
             return False
-        self.trending[cluster] = (text, time.perf_counter())
+        if self.trending:
+            self.trending, self._trending_text = {**self.trending, **windows}, None
+        else:
+            self.trending, self._trending_text = windows, text
+            self.trending_at = time.perf_counter()
         self.wake.set()
         return True
 
     def next_message(self) -> tuple[str, float] | None:
-        """What the writer sends next (text, time queued): the queue first, then windows."""
+        """What the writer sends next (text, time queued): the queue first, then the held
+        windows as one batch frame."""
         if self.pending:
             return self.pending.popleft()
         if self.trending:
-            return self.trending.pop(next(iter(self.trending)))
+            text = self._trending_text or batch_text(self.trending.values())
+            self.trending, self._trending_text = {}, None
+            return text, self.trending_at
         return None
 
     def close(self, code: int) -> None:
@@ -109,6 +125,8 @@ class Hub:
     #: Each cluster's newest trending window (text sent to browsers) and its end time.
     trending: dict[int, str] = field(default_factory=dict)
     trending_end: dict[int, float] = field(default_factory=dict)
+    #: Windows kept since the last flush, handed to the sockets at the next one.
+    _changed: dict[int, str] = field(default_factory=dict)
     _count: int = 0
 
     def refuse(self, user_id: str, *, per_listener: int, total: int) -> tuple[int, str] | None:
@@ -211,21 +229,42 @@ class Hub:
         self.trending[cluster], self.trending_end[cluster] = text, end
         return True
 
-    def broadcast(self, cluster: int, text: str, end: float) -> int:
-        """Keep the cluster's window and hand it to every connection, unless a newer
-        window of that cluster was already seen; how many connections took it."""
+    def broadcast(self, cluster: int, text: str, end: float) -> bool:
+        """Keep the cluster's window for every connection's next flush, unless a newer
+        window of that cluster was already seen (False)."""
         if not self.keep_trending(cluster, text, end):
+            return False
+        self._changed[cluster] = text
+        return True
+
+    def flush_trending(self) -> int:
+        """Hand the windows kept since the last flush to every connection, as one shared
+        batch; how many connections took it."""
+        if not self._changed:
             return 0
+        windows, self._changed = self._changed, {}
+        text = batch_text(windows.values())
         delivered = 0
         for conns in self._by_user.values():
             for conn in conns:
-                delivered += conn.offer_trending(cluster, text)
+                delivered += conn.offer_trending(windows, text)
+        self.metrics.trending_flushes += 1
         return delivered
 
+    async def trending_pump(self, interval_s: float) -> None:
+        """Every ``interval_s``: :meth:`flush_trending`. Runs for the life of the gateway."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self.flush_trending()
+
     def greet(self, conn: Connection) -> None:
-        """What a new connection gets at once: each cluster's window, the listener's latest list."""
-        for cluster, text in self.trending.items():
-            conn.offer_trending(cluster, text)
+        """What a new connection gets at once: the listener's latest list, every cluster's window."""
         latest = self.latest(conn.user_id)
         if latest is not None:
             self.offer(conn, latest)
+        conn.offer_trending(dict(self.trending))
+
+
+def batch_text(messages: Iterable[str]) -> str:
+    """One frame carrying several messages (each already a JSON object's text)."""
+    return '{"type":"batch","messages":[' + ",".join(messages) + "]}"

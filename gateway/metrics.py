@@ -44,6 +44,8 @@ class GatewayMetrics:
     slow_disconnects: int = 0
     #: Websockets dropped because one send took longer than ``ws_send_timeout_s``.
     send_timeouts: int = 0
+    #: Rounds of trending windows handed to the sockets (at most one per trending interval).
+    trending_flushes: int = 0
     refused: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(REFUSALS, 0)))
     plays_accepted: int = 0
     plays_refused: Counter[str] = field(default_factory=Counter)  # by field
@@ -112,6 +114,12 @@ class GatewayMetrics:
             "Websockets dropped because one send took longer than CADENZA_WS_SEND_TIMEOUT_S "
             "(the browser stopped reading; close 4408).",
             self.send_timeouts,
+        )
+        yield CounterMetricFamily(
+            "cadenza_gateway_trending_flushes_total",
+            "Rounds of changed trending windows handed to every websocket as one batch frame "
+            "(at most one per CADENZA_GATEWAY_TRENDING_INTERVAL_S).",
+            self.trending_flushes,
         )
         yield counts(
             "cadenza_gateway_refused_total",

@@ -89,6 +89,11 @@ function onLiveMessage(msg) {
     case 'trending':
       trending.add(msg.data);
       break;
+    case 'batch': // several messages in one frame (the gateway's trending rounds)
+      for (const inner of Array.isArray(msg.messages) ? msg.messages : []) {
+        if (inner && inner.type !== 'batch') onLiveMessage(inner);
+      }
+      break;
     default:
       break; // unknown types are ignored (forward compatible)
   }

@@ -40,6 +40,13 @@ class GatewaySettings(Component):
     ws_queue_size: int = Field(
         64, ge=1, description="Messages queued per websocket before it is dropped as slow."
     )
+    gateway_trending_interval_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Seconds between trending updates to each websocket: the windows that changed "
+        "are sent as one frame per socket per interval, never one per Kafka message.",
+    )
     gateway_heartbeat_s: float = Field(
         20.0, gt=0, description="Seconds between websocket pings; a socket silent for 3 of them is closed."
     )

@@ -66,9 +66,12 @@ def test_each_listener_gets_only_their_recommendations(
         got_b = receive(b)
         assert got_a == [1, 4]
         assert got_b["data"]["user_id"] == "bob" and got_b["data"]["items"][0]["track_id"] == 3
-        # Trending goes to everyone.
+        # Trending goes to everyone, as one batch frame per trending round.
         component.portal.call(hub.broadcast, 5, '{"type":"trending","data":{"cluster":5}}', 60.0)  # type: ignore[union-attr]
-        assert receive(a)["type"] == receive(b)["type"] == "trending"
+        component.portal.call(hub.flush_trending)  # type: ignore[union-attr]
+        for socket in (a, b):
+            frame = receive(socket)
+            assert frame == {"type": "batch", "messages": [{"type": "trending", "data": {"cluster": 5}}]}
     assert hub.count() == 0
     assert component.app.state.gateway.metrics.messages_pushed == 5  # type: ignore[attr-defined]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from gateway.hub import CLOSE_SLOW, Hub
 
@@ -48,9 +49,12 @@ def test_broadcast_reaches_everyone_and_the_latest_cache_is_bounded() -> None:
     async def scenario() -> None:
         hub = Hub(queue_size=4, latest_kept=3)
         conns = [hub.connect(u) for u in ("a", "b", "c")]
-        assert hub.broadcast(7, "hot", 60.0) == 3
-        assert [text for text, _ in (c.next_message() or ("", 0.0) for c in conns)] == ["hot"] * 3
-        assert hub.trending == {7: "hot"}
+        assert hub.broadcast(7, '{"w":"hot"}', 60.0)
+        assert all(c.next_message() is None for c in conns)  # nothing before the flush
+        assert hub.flush_trending() == 3 and hub.flush_trending() == 0
+        expected = '{"type":"batch","messages":[{"w":"hot"}]}'
+        assert [text for text, _ in (c.next_message() or ("", 0.0) for c in conns)] == [expected] * 3
+        assert hub.trending == {7: '{"w":"hot"}'} and hub.metrics.trending_flushes == 1
         for user in ("u1", "u2", "u3", "u1", "u4"):
             hub.remember(user, user)
         assert [hub.latest(u) for u in ("u1", "u2", "u3", "u4")] == ["u1", None, "u3", "u4"]
@@ -75,29 +79,63 @@ def test_the_heartbeat_pings_and_closes_silent_sockets() -> None:
 
 def test_a_burst_of_trending_windows_keeps_the_newest_per_cluster_and_never_closes() -> None:
     """The streaming job emits every open window of every updated cluster per micro-batch:
-    far more than a queue holds. Each connection ends up with one window per cluster, the
-    newest, and stays open; an older window arriving late is not forwarded."""
+    far more than a queue holds. Each connection gets one batch frame per flush with one
+    window per cluster, the newest, and stays open; an older window arriving late is not
+    forwarded; windows a slow writer has not sent yet merge with the next flush's."""
 
     async def scenario() -> None:
         hub = Hub(queue_size=4)
         conn = hub.connect("a")
         for end in range(10):  # ten sliding windows ...
             for cluster in range(8):  # ... of eight clusters: 80 messages
-                assert hub.broadcast(cluster, f"c{cluster}-w{end}", 60.0 * end) == 1
+                assert hub.broadcast(cluster, f'"c{cluster}-w{end}"', 60.0 * end)
+        assert not hub.broadcast(3, '"c3-stale"', 0.0)
+        assert hub.trending[3] == '"c3-w9"'
+        assert hub.flush_trending() == 1
         assert conn.closing is None and hub.metrics.slow_disconnects == 0
-        assert hub.broadcast(3, "c3-stale", 0.0) == 0
-        assert hub.trending[3] == "c3-w9"
-        sent = []
+        # Not sent yet: the next flush's windows merge in, newest per cluster.
+        assert hub.broadcast(2, '"c2-w10"', 600.0) and hub.broadcast(9, '"c9-w10"', 600.0)
+        assert hub.flush_trending() == 1
+        frames = []
         while (message := conn.next_message()) is not None:
-            sent.append(message[0])
-        assert sorted(sent) == sorted(f"c{c}-w9" for c in range(8))
-        # A new connection is greeted with every cluster's newest window and the latest list.
+            frames.append(json.loads(message[0]))
+        assert len(frames) == 1 and frames[0]["type"] == "batch"
+        expected = {f"c{c}-w9" for c in range(8)} - {"c2-w9"} | {"c2-w10", "c9-w10"}
+        assert set(frames[0]["messages"]) == expected and len(frames[0]["messages"]) == 9
+        # A new connection is greeted with the latest list, then every cluster's newest window.
         hub.push("b", "list-b")
         b = hub.connect("b")
         hub.greet(b)
         greeted = []
         while (message := b.next_message()) is not None:
             greeted.append(message[0])
-        assert greeted[0] == "list-b" and sorted(greeted[1:]) == sorted(f"c{c}-w9" for c in range(8))
+        assert greeted[0] == "list-b" and len(greeted) == 2
+        assert set(json.loads(greeted[1])["messages"]) == set(json.loads(hub_batch(hub))["messages"])
+
+    run(scenario())
+
+
+def hub_batch(hub: Hub) -> str:
+    return '{"type":"batch","messages":[' + ",".join(hub.trending.values()) + "]}"
+
+
+def test_the_trending_pump_flushes_at_most_once_per_interval() -> None:
+    async def scenario() -> None:
+        hub = Hub(queue_size=4)
+        conn = hub.connect("a")
+        pump = asyncio.create_task(hub.trending_pump(0.05))
+        try:
+            for i in range(40):  # 40 windows in ~0.2 s: about four flushes, not 40 frames
+                hub.broadcast(i % 3, f'"w{i}"', float(i))
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.12)
+        finally:
+            pump.cancel()
+        frames = []
+        while (message := conn.next_message()) is not None:
+            frames.append(json.loads(message[0]))
+        # Never read by a writer: every flush merged into one held frame with the newest per cluster.
+        assert len(frames) == 1 and set(frames[0]["messages"]) == {"w37", "w38", "w39"}
+        assert 2 <= hub.metrics.trending_flushes <= 8
 
     run(scenario())
