@@ -1,9 +1,12 @@
 """The Faust app: agents, the listener table, the catalogue and trending feeds, ``/metrics``.
 
 Sources: ``cadenza.plays`` (the ``plays`` agent, in the consumer group
-``<topic prefix>recommender``: each listener's events land on one worker), and, read by
-every worker in full without a group, ``cadenza.tracks.new`` (new tracks placed in the
-catalogue) and ``cadenza.trending`` (newest window per cluster). Destinations:
+``<topic prefix>recommender``: each listener's events land on one worker), the start-up
+catalogue (the current model's snapshot ``<models_path>/<version>/catalogue.npz`` when it
+is usable, else a scan of MongoDB ``tracks``: :mod:`recommender_stream.catalogue_loader`),
+and, read by every worker without a group, ``cadenza.tracks.new`` (new tracks placed in
+the catalogue: from the offsets the catalogue covers) and ``cadenza.trending`` (newest
+window per cluster, from the beginning). Destinations:
 ``cadenza.recommendations`` (key = user), ``cadenza.dlq``, and the ``listeners`` table,
 changelogged to ``<app id>-listeners-changelog`` so a restarted or replacement worker
 recovers it. Logic lives in :mod:`recommender_stream.processor`; this module is wiring.
@@ -13,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import faust
 from aiokafka import TopicPartition
@@ -28,12 +32,18 @@ from infra.mongo import client as mongo_client
 from infra.prometheus import app_registry, exposition
 from infra.settings import RECOMMENDER_TABLE, Settings
 from recommender_stream.catalogue import Catalogue
-from recommender_stream.catalogue_loader import load_catalogue, load_model
+from recommender_stream.catalogue_loader import (
+    catalogue_from_snapshot,
+    load_catalogue,
+    load_model,
+    replay_from,
+)
 from recommender_stream.delivery import DeliveryGuard
 from recommender_stream.errors import CatalogueError
 from recommender_stream.listener import Limits
 from recommender_stream.processor import Output, Processor, Record
 from recommender_stream.transport import WorkerApp
+from schemas.catalogue_snapshot import SnapshotError, load_snapshot, snapshot_path
 from schemas.cluster_model import current_version
 from schemas.topics import DLQ, PLAYS, RECOMMENDATIONS, TRACKS_NEW, TRENDING
 
@@ -41,6 +51,10 @@ log = logging.getLogger("cadenza.recommender")
 TABLE: Final = RECOMMENDER_TABLE
 MODEL_CHECK_S: Final = 5.0
 PRODUCER_LINGER_S: Final = 0.005
+#: Where a catalogue came from (the ``source`` label of the catalogue load metrics).
+SNAPSHOT: Final = "snapshot"
+SCAN: Final = "scan"
+T = TypeVar("T")
 
 
 def app_id(settings: Settings) -> str:
@@ -200,14 +214,85 @@ def _load(settings: Settings) -> Catalogue:
         mongo.close()
 
 
+@dataclass(frozen=True)
+class Initial:
+    """A loaded catalogue and where it came from."""
+
+    catalogue: Catalogue
+    #: :data:`SNAPSHOT` or :data:`SCAN`.
+    source: str
+    #: The snapshot's path, or why no snapshot was used.
+    detail: str
+    seconds: float
+    #: Tracks of a snapshot left out (no cluster); 0 after a scan (it logs its own).
+    left_out: int = 0
+    #: From a snapshot: the ``tracks.new`` offset per partition to read again from.
+    replay: dict[int, int] | None = None
+
+
+def _catalogue(settings: Settings, tracks_new: tuple[dict[int, int], dict[int, int]] | None) -> Initial:
+    """The current model's catalogue from its snapshot when usable, else from a scan of MongoDB
+    (:func:`_load`; :class:`CatalogueError` when that fails).
+
+    ``tracks_new``: the first and next offsets of ``tracks.new`` per partition now (at
+    start-up): the snapshot is used only if the offsets it covers are still in the log, and
+    :attr:`Initial.replay` says where to read from. None (on a model change): any snapshot of
+    the version is used (the tracks that arrived since are kept by the processor)."""
+    started = time.monotonic()
+    try:
+        model = load_model(settings.models_path)
+        if model is None:
+            raise SnapshotError("no current model")
+        path = snapshot_path(settings.models_path, model.version)
+        snapshot = load_snapshot(path, model.version)
+        replay = None
+        if tracks_new is not None:
+            replay = replay_from(snapshot, settings.topic(TRACKS_NEW), *tracks_new)
+        loaded = catalogue_from_snapshot(snapshot, model)
+        seconds = time.monotonic() - started
+        return Initial(loaded.catalogue, SNAPSHOT, str(path), seconds, loaded.left_out, replay)
+    except (SnapshotError, CatalogueError) as err:
+        reason = str(err)
+    catalogue = _load(settings)
+    return Initial(catalogue, SCAN, f"no usable snapshot: {reason}", time.monotonic() - started)
+
+
+async def _replay(
+    consumer: Any, runtime: Runtime, send: Any, topic: str, ends: dict[TopicPartition, int]
+) -> int:
+    """Apply ``tracks.new`` from the consumer's positions up to ``ends`` (the log ends taken
+    at start-up), so that the catalogue holds every track announced before the worker
+    started; returns how many records were applied."""
+    applied = 0
+    pending = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
+    while pending:
+        batches = await consumer.getmany(*pending, timeout_ms=200, max_records=2000)
+        for tp, records in batches.items():
+            for r in records:
+                await send(runtime.processor.on_track(Record(topic, tp.partition, r.offset, r.key, r.value)))
+                applied += 1
+        pending = [tp for tp in pending if await consumer.position(tp) < ends[tp]]
+    return applied
+
+
 async def follow_feeds(runtime: Runtime, send: Any) -> None:
-    """Load the catalogue, then follow tracks.new and trending on every partition (no group)."""
+    """Load the catalogue, then follow tracks.new and trending on every partition (no group).
+
+    The catalogue comes from the current model's snapshot when it exists and covers
+    offsets of ``tracks.new`` that retention has kept: ``tracks.new`` is then read again
+    from those offsets up to the log's end at start, before the worker says it is ready,
+    so a play of a track announced since the snapshot finds it. Otherwise MongoDB's
+    ``tracks`` is scanned (tried again while it fails) and ``tracks.new`` is followed from
+    its end at start. Either way one log line says which, with counts and seconds
+    (``catalogue: N tracks from snapshot PATH in S s, R replayed from tracks.new``)."""
     settings = runtime.settings
+    metrics = runtime.processor.metrics
     loop = asyncio.get_running_loop()
     consumer = aio_consumer(settings, group_id=None, fetch_max_wait_ms=settings.faust_fetch_wait_ms)
     await consumer.start()
     try:
-        names = {settings.topic(TRACKS_NEW): "tracks", settings.topic(TRENDING): "trending"}
+        tracks_topic = settings.topic(TRACKS_NEW)
+        names = {tracks_topic: "tracks", settings.topic(TRENDING): "trending"}
         tps = [
             TopicPartition(topic, p)
             for topic in names
@@ -215,18 +300,44 @@ async def follow_feeds(runtime: Runtime, send: Any) -> None:
         ]
         consumer.assign(tps)
         track_tps = [tp for tp in tps if names[tp.topic] == "tracks"]
+        started = loop.time()
         starts = await consumer.end_offsets(track_tps)  # before loading: nothing falls in between
-        runtime.processor.replace_catalogue(
-            await load_until_done(lambda: loop.run_in_executor(None, _load, settings))
+        firsts = await consumer.beginning_offsets(track_tps)
+        window = (
+            {tp.partition: o for tp, o in firsts.items()},
+            {tp.partition: o for tp, o in starts.items()},
         )
+        initial = await load_until_done(lambda: loop.run_in_executor(None, _catalogue, settings, window))
+        runtime.processor.replace_catalogue(initial.catalogue)
+        loaded = len(initial.catalogue)
         for tp, offset in starts.items():
-            consumer.seek(tp, offset)
+            consumer.seek(tp, offset if initial.replay is None else initial.replay[tp.partition])
         await consumer.seek_to_beginning(*[tp for tp in tps if names[tp.topic] == "trending"])
+        replayed = 0
+        if initial.replay is not None:
+            replayed = await _replay(consumer, runtime, send, tracks_topic, starts)
+        seconds = loop.time() - started
+        if initial.source == SNAPSHOT:
+            log.info(
+                "catalogue: %d tracks from snapshot %s in %.2f s, %d replayed from tracks.new (%d left out)",
+                loaded,
+                initial.detail,
+                seconds,
+                replayed,
+                initial.left_out,
+            )
+        else:
+            log.info(
+                "catalogue: %d tracks from a scan of MongoDB in %.2f s (%s)", loaded, seconds, initial.detail
+            )
+        metrics.catalogue_loaded(initial.source, seconds)
         runtime.ready.set()
         log.info(
-            "recommender ready: %d tracks, model %s",
+            "recommender ready: %d tracks, model %s, catalogue from %s in %.2f s",
             len(runtime.processor.catalogue),
             runtime.processor.catalogue.version,
+            initial.source,
+            seconds,
         )
         last_check = loop.time()
         while True:
@@ -243,21 +354,26 @@ async def follow_feeds(runtime: Runtime, send: Any) -> None:
                 last_check = loop.time()
                 if current_version(settings.models_path) != runtime.processor.catalogue.version:
                     try:
-                        catalogue = await loop.run_in_executor(None, _load, settings)
+                        reloaded = await loop.run_in_executor(None, _catalogue, settings, None)
                     except CatalogueError as err:  # keep serving the old one; try at the next check
                         log.warning("model changed but the catalogue could not be reloaded: %s", err)
                         continue
-                    runtime.processor.replace_catalogue(catalogue)
+                    # Tracks that arrived since and that it lacks are placed again.
+                    runtime.processor.replace_catalogue(reloaded.catalogue)
+                    metrics.catalogue_loaded(reloaded.source, reloaded.seconds)
                     log.info(
-                        "model changed: catalogue reloaded under %s", runtime.processor.catalogue.version
+                        "model changed: catalogue reloaded under %s, %d tracks from %s in %.2f s (%s)",
+                        runtime.processor.catalogue.version,
+                        len(reloaded.catalogue),
+                        reloaded.source,
+                        reloaded.seconds,
+                        reloaded.detail,
                     )
     finally:
         await consumer.stop()
 
 
-async def load_until_done(
-    load: Callable[[], Awaitable[Catalogue]], first_s: float = 1.0, max_s: float = 30.0
-) -> Catalogue:
+async def load_until_done(load: Callable[[], Awaitable[T]], first_s: float = 1.0, max_s: float = 30.0) -> T:
     """``load()``, tried again with backoff (``first_s`` doubling to ``max_s``) while it raises
     :class:`CatalogueError` (MongoDB unreachable or a model file being written): a worker
     that starts during a MongoDB hiccup waits for it instead of crashing."""

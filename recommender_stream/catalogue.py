@@ -1,8 +1,10 @@
 """The recommender's in-memory catalogue: every track's cluster and position in the model's space.
 
 Sources: the current model's ``export.json`` (:class:`schemas.cluster_model.ClusterModel`,
-the same maths as Spark's PipelineModel) applied to the feature vectors of ``tracks``
-at start-up (:func:`recommender_stream.catalogue_loader.load_catalogue`), then every
+the same maths as Spark's PipelineModel) at start-up: the coordinates and clusters of
+the model's catalogue snapshot (:func:`recommender_stream.catalogue_loader.catalogue_from_snapshot`)
+or the model applied to the feature vectors of ``tracks``
+(:func:`recommender_stream.catalogue_loader.load_catalogue`); then every
 ``TrackEvent`` on ``cadenza.tracks.new``, assigned by the same model in the worker
 (:meth:`Catalogue.add_vector`), so a new track is recommendable at once.
 Consumers: :mod:`recommender_stream.ranking` (nearest neighbours within a cluster,

@@ -1,7 +1,9 @@
 """The recommender's counters and latency histogram, as prometheus_client metrics.
 
 Sources: :class:`recommender_stream.processor.Processor` (events in, recommendations
-out, duplicates, dead letters by reason, tracks added, processing time per event).
+out, duplicates, dead letters by reason, tracks added, processing time per event) and
+:func:`recommender_stream.app.follow_feeds` (catalogue loads by source, ``snapshot`` or
+``scan``, and the seconds the last one took).
 Destination: the worker's ``/metrics`` page (Faust web server, ``CADENZA_FAUST_PORT``),
 through the app's registry (:mod:`recommender_stream.app`). Every sample is labelled
 ``worker`` (the process id), so the workers of one host stay apart.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from prometheus_client.core import Metric
 
 from infra.prometheus import latency_histogram
@@ -49,6 +51,20 @@ class Metrics:
             ["worker", "reason"],
             registry=None,
         )
+        by_source = ["worker", "source"]
+        self._loads = Counter(
+            "cadenza_recommender_catalogue_loads_total",
+            "Catalogues loaded (at start and on a model change), by source: snapshot or scan.",
+            by_source,
+            registry=None,
+        )
+        self._load_seconds = Gauge(
+            "cadenza_recommender_catalogue_load_seconds",
+            "Seconds the last catalogue load from this source took (a snapshot's replay of "
+            "tracks.new included).",
+            by_source,
+            registry=None,
+        )
         self._processing = latency_histogram(
             "cadenza_recommender_processing_seconds", "Time from receiving a play to its list.", by_worker
         )
@@ -58,6 +74,8 @@ class Metrics:
             self._duplicates,
             self._tracks,
             self._dead_letters,
+            self._loads,
+            self._load_seconds,
             self._processing,
         )
         # The worker's samples exist from 0 (a dead-letter reason appears with its first letter).
@@ -78,6 +96,11 @@ class Metrics:
 
     def dead_letter(self, reason: str) -> None:
         self._dead_letters.labels(self.worker, reason).inc()
+
+    def catalogue_loaded(self, source: str, seconds: float) -> None:
+        """A catalogue was loaded from ``source`` (``snapshot`` or ``scan``) in ``seconds``."""
+        self._loads.labels(self.worker, source).inc()
+        self._load_seconds.labels(self.worker, source).set(seconds)
 
     def recommendation_out(self, seconds: float) -> None:
         self._recommendation_out.inc()
