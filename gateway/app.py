@@ -53,7 +53,9 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if start_feed:
             gw.mongo = mongo_client(settings)
-            gw.producer = aio_producer(settings, linger_ms=1, client_id="cadenza-gateway")
+            gw.producer = aio_producer(
+                settings, linger_ms=settings.gateway_producer_linger_ms, client_id="cadenza-gateway"
+            )
             try:
                 await gw.producer.start()
             except KafkaError as err:

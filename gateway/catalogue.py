@@ -92,13 +92,29 @@ def audio_path(db: Db, track_id: int) -> str | None:
 @dataclass
 class AudioPaths:
     """:func:`audio_path` with a small time-bounded cache: a player asks for many ranges
-    of the same track, and a track's file rarely moves. Also how ``POST /api/plays``
-    checks that a track exists (unknown ids raise and are not cached)."""
+    of the same track, and a track's file rarely moves. Also how the play intake
+    (:mod:`gateway.intake`) checks that a track exists (unknown ids raise and are not
+    cached). :meth:`probe` answers from the cache alone, without blocking, so the event
+    loop can use it; only :meth:`get` may read MongoDB (in a worker thread)."""
 
     ttl_s: float = 60.0
     size: int = 10_000
     _cache: OrderedDict[int, tuple[float, str | None]] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def probe(self, track_id: int) -> tuple[bool, str | None]:
+        """``(True, path)`` when the cache holds a fresh entry for ``track_id``, else
+        ``(False, None)``; never reads MongoDB nor waits for the lock (a worker thread
+        holding it makes this a miss)."""
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            hit = self._cache.get(track_id)
+        finally:
+            self._lock.release()
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+            return True, hit[1]
+        return False, None
 
     def get(self, db: Db, track_id: int) -> str | None:
         now = time.monotonic()

@@ -2,10 +2,11 @@
 
 Sources: :mod:`gateway.hub` (connections, messages pushed, slow disconnects, send
 timeouts), the websocket writers (fan-out latency: from a message reaching this process
-to its websocket send completing), :mod:`gateway.plays` (plays accepted and refused),
-the limits of :mod:`gateway.routes` (refusals by reason) and error handlers; consumer
-lag rows from :mod:`infra.offsets`. Destinations: ``/metrics`` (the app's registry,
-:mod:`gateway.routes.ops`) and ``/api/ops`` (the ``/ops`` page).
+to its websocket send completing) and readers (frames by kind), :mod:`gateway.intake`
+(plays accepted and refused), the limits of :mod:`gateway.routes` (refusals by reason)
+and error handlers; consumer lag rows from :mod:`infra.offsets`. Destinations:
+``/metrics`` (the app's registry, :mod:`gateway.routes.ops`) and ``/api/ops`` (the
+``/ops`` page).
 
 The counters are plain attributes, bumped where things happen (cheap on the fan-out
 path) and read by :meth:`GatewayMetrics.collect` at scrape time as prometheus_client
@@ -30,7 +31,7 @@ from infra.prometheus import latency_histogram
 REFUSALS: Final = (
     "body_too_large",  # HTTP 413
     "body_too_deep",  # HTTP 400
-    "plays_rate",  # HTTP 429
+    "plays_rate",  # HTTP 429, or a play_error 429 on /ws
     "ws_listener_cap",  # close 4429
     "ws_process_cap",  # close 1013
 )
@@ -51,6 +52,8 @@ class GatewayMetrics:
     plays_refused: Counter[str] = field(default_factory=Counter)  # by field
     auth_failures: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # by kind
+    #: Frames browsers sent on /ws: play, other (a JSON object of another type: pongs), ignored.
+    ws_frames: Counter[str] = field(default_factory=Counter)
     fanout: Histogram = field(
         default_factory=lambda: latency_histogram(
             "cadenza_gateway_fanout_seconds", "From a message reaching the gateway to its websocket send."
@@ -136,14 +139,21 @@ class GatewayMetrics:
         )
         yield CounterMetricFamily(
             "cadenza_gateway_plays_accepted_total",
-            "Plays published to Kafka (HTTP 202).",
+            "Plays published to Kafka (HTTP 202, or a play_ack on /ws).",
             self.plays_accepted,
         )
         yield counts(
             "cadenza_gateway_plays_refused_total",
-            "Plays refused (HTTP 422), by field.",
+            "Plays refused (HTTP 422, or a play_error 400/422 on /ws), by field.",
             "field",
             self.plays_refused,
+        )
+        yield counts(
+            "cadenza_gateway_ws_frames_total",
+            "Frames received from browsers on /ws, by kind (play: a play report; other: another "
+            "JSON object, e.g. a pong; ignored: bytes, not a JSON object, or over 4 KiB).",
+            "kind",
+            self.ws_frames,
         )
         yield CounterMetricFamily(
             "cadenza_gateway_auth_failures_total", "Requests refused for their token.", self.auth_failures

@@ -1,12 +1,14 @@
-"""``POST /api/plays``: what the player reports, validated and published as a ``PlayEvent``.
+"""Plays as the player reports them: the report's shape, the ``PlayEvent`` it becomes, the rate.
 
-Source: the browser's JSON body (``track_id``, ``kind``, ``position_s``, optionally
-``event_id`` so a retried request is the same event) and the listener from the token,
-never from the body. Destination: ``cadenza.plays`` (key = user), through one
-idempotent ``acks=all`` producer per gateway process; the answer (202) is sent once
-the broker has the event. Each listener's reports pass a token bucket first
-(:class:`PlayRate`: ``CADENZA_PLAYS_RATE_PER_S`` sustained, ``CADENZA_PLAYS_BURST`` at
-once); over it, the route answers 429 with ``Retry-After``.
+Source: the browser's JSON report (``track_id``, ``kind``, ``position_s``, optionally
+``event_id`` so a retried report is the same event): the body of ``POST /api/plays`` or
+the ``data`` of a ``play`` frame on ``/ws``; the listener comes from the token, never from
+the report. Destination: :mod:`gateway.intake`, which publishes the event to
+``cadenza.plays`` (key = user) through one idempotent ``acks=all`` producer per gateway
+process and answers (202, or a ``play_ack``) once the broker has it. Each listener's
+reports, by either path, pass one token bucket first (:class:`PlayRate`:
+``CADENZA_PLAYS_RATE_PER_S`` sustained, ``CADENZA_PLAYS_BURST`` at once); over it, 429
+(with ``Retry-After``, or ``retry_after_s`` in the ``play_error``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from schemas.events import PlayEvent, PlayKind, TrackId
 
 
 class PlayReport(BaseModel):
-    """The body of ``POST /api/plays``; unknown fields are refused (e.g. ``user_id``)."""
+    """The body of ``POST /api/plays`` (or a ``play`` frame's ``data``); unknown fields are
+    refused (e.g. ``user_id``)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -2,7 +2,8 @@
 
 The command's options become a :class:`simulator.run.SimulationConfig`; the run
 (:func:`simulator.run.run`) plays through the gateway at ``--url`` (default
-``http://CADENZA_GATEWAY_HOST:CADENZA_GATEWAY_PORT``) or straight to Kafka, with tokens
+``http://CADENZA_GATEWAY_HOST:CADENZA_GATEWAY_PORT``; plays as websocket frames, or
+``POST /api/plays`` with ``--plays-via http`` or ``--no-sockets``) or straight to Kafka, with tokens
 signed with ``CADENZA_TOKEN_SECRET``; its summary is printed and ``--out`` writes the
 whole report as JSON.
 """
@@ -23,11 +24,21 @@ def simulate(
         "gateway",
         "--via",
         metavar="gateway|kafka",
-        help="gateway: POST /api/plays with each listener's token; kafka: straight to the plays "
-        "topic (key = listener), as an upstream service would.",
+        help="gateway: through the gateway with each listener's token (see --plays-via); kafka: "
+        "straight to the plays topic (key = listener), as an upstream service would.",
+    ),
+    plays_via: str | None = typer.Option(
+        None,
+        "--plays-via",
+        metavar="ws|http",
+        help="With --via gateway: ws sends each play as a play frame on the listener's own open "
+        "/ws and counts its play_ack/play_error (the default); http sends POST /api/plays (the "
+        "default with --no-sockets, which has no socket to send on).",
     ),
     sockets: bool = typer.Option(
-        True, "--sockets/--no-sockets", help="Open each listener's /ws and time the recommendations."
+        True,
+        "--sockets/--no-sockets",
+        help="Open each listener's /ws and time the recommendations (and, by default, send the plays on it).",
     ),
     seed: int | None = typer.Option(
         None, "--seed", help="Same seed, same listeners (sim-s<SEED>-<i>) and events; default random."
@@ -42,13 +53,16 @@ def simulate(
 ) -> None:
     """Simulated listeners playing music, to load and watch the whole system.
 
-    Listeners (ids sim-<tag>-<i>) pick tracks of the MongoDB catalogue with Zipf
-    popularity, stay mostly in a home genre that drifts, skip, complete and like, and
-    pause between sessions; their events go through the gateway (or to Kafka) at --rate
-    events/s for --duration s. Unless --no-sockets, each listener's websocket is open
-    first and every recommendation's latency (arrival - send of its play) is measured.
-    Needs a catalogue (`cadenza demo` or `cadenza etl run`) and, for recommendations, a
-    running recommender. Prints a summary; --out writes the full report."""
+    Listeners (ids sim-<tag>-<i>) pick tracks of the MongoDB catalogue with
+    Zipf popularity, stay mostly in a home genre that drifts, skip, complete
+    and like, and pause between sessions; their events go through the gateway
+    (or to Kafka) at --rate events/s for --duration s: by default as play
+    frames on each listener's own websocket, with --plays-via http (or
+    --no-sockets) as POST /api/plays. Unless --no-sockets, each listener's
+    websocket is open first and every recommendation's latency (arrival -
+    send of its play) is measured. Needs a catalogue (`cadenza demo` or
+    `cadenza etl run`) and, for recommendations, a running recommender.
+    Prints a summary; --out writes the full report."""
     from pathlib import Path
 
     from rich.console import Console
@@ -58,6 +72,17 @@ def simulate(
 
     if via not in ("gateway", "kafka"):
         raise typer.BadParameter("is 'gateway' or 'kafka'", param_hint="--via")
+    if plays_via not in (None, "ws", "http"):
+        raise typer.BadParameter("is 'ws' or 'http'", param_hint="--plays-via")
+    if plays_via is not None and via == "kafka":
+        raise typer.BadParameter(
+            "only with --via gateway (--via kafka writes to Kafka itself)", param_hint="--plays-via"
+        )
+    if plays_via == "ws" and not sockets:
+        raise typer.BadParameter(
+            "ws sends plays on the listeners' sockets: drop --no-sockets, or use --plays-via http",
+            param_hint="--plays-via",
+        )
     settings = get_settings()
     config = SimulationConfig(
         listeners=listeners,
@@ -65,6 +90,7 @@ def simulate(
         duration_s=duration,
         via="kafka" if via == "kafka" else "gateway",
         sockets=sockets,
+        plays_via="http" if plays_via == "http" or not sockets else "ws",
         seed=seed,
         drain_s=drain,
         url=url,

@@ -19,3 +19,7 @@ class HTTPClientError(SimulatorError, ConnectionError):
 
 class ClosedUnansweredError(HTTPClientError):
     """A connection closed before any byte of an answer arrived."""
+
+
+class SocketClosedError(SimulatorError, ConnectionError):
+    """A listener's websocket is not open (it never opened, or the gateway closed it)."""

@@ -51,6 +51,8 @@ class SimulationReport:
     send_s: float = 0.0
     drain_s: float = 0.0
     note: str | None = None
+    #: Where the plays went: ``ws`` (frames on the sockets), ``http`` (POST /api/plays) or ``kafka``.
+    plays_via: str = ""
     accepted_event_ids: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,7 +67,7 @@ class SimulationReport:
             return "-" if value is None else f"{value:.1f}"
 
         rows = [
-            ("run", f"{self.run_tag} (seed {self.seed}) via {self.via}"),
+            ("run", f"{self.run_tag} (seed {self.seed}) via {self.via}{self._plays()}"),
             ("listeners / sockets connected", f"{self.listeners} / {self.sockets}"),
             ("events scheduled / sent", f"{self.scheduled} / {self.sent}"),
             ("accepted", str(self.accepted)),
@@ -81,6 +83,9 @@ class SimulationReport:
         if self.note:
             rows.append(("note", self.note))
         return rows
+
+    def _plays(self) -> str:
+        return f" (plays over {self.plays_via})" if self.plays_via in ("ws", "http") else ""
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -2,19 +2,23 @@
 
 Sources: MongoDB ``tracks`` (the catalogue, read once), :mod:`simulator.plays` (what
 each listener does and when) and the gateway's ``/ws`` (:mod:`simulator.sockets`: the
-recommendations pushed to each listener, with the play that caused them). Destinations:
-the gateway's ``POST /api/plays`` (one token per listener, signed here with
-:func:`schemas.tokens.issue` and ``CADENZA_TOKEN_SECRET``, ``--via gateway``) or
-``cadenza.plays`` itself (``--via kafka``), both through :mod:`simulator.senders`; a
-rich progress bar (:mod:`simulator.progress`) and the :class:`SimulationReport`
-(:mod:`simulator.report`: its summary table, and ``--out`` writes it as JSON).
+recommendations pushed to each listener, with the play that caused them, and the
+answers to its plays). Destinations, through :mod:`simulator.senders`, with ``--via
+gateway`` (one token per listener, signed here with :func:`schemas.tokens.issue` and
+``CADENZA_TOKEN_SECRET``) the gateway: ``play`` frames on each listener's own ``/ws``
+(``--plays-via ws``, the default) or ``POST /api/plays`` (``--plays-via http``, and
+always with ``--no-sockets``: there is no socket to send on); with ``--via kafka``
+``cadenza.plays`` itself. Also a rich progress bar (:mod:`simulator.progress`) and the
+:class:`SimulationReport` (:mod:`simulator.report`: its summary table, and ``--out``
+writes it as JSON).
 
 Sequence: sockets first (each listener's ``/ws``, bounded connect concurrency, pings
 answered), then the events on their absolute schedule for ``duration_s`` seconds
-(bounded sends in flight, one at a time per listener so each listener's events stay in
-order), then up to ``drain_s`` seconds for the recommendations still expected. Latency
-of a recommendation = its arrival on the socket - the time just before its cause was
-sent (one machine, one clock).
+(bounded sends in flight; each listener's events stay in order: over HTTP one request at
+a time per listener, over the socket and to Kafka handed over in schedule order, which the
+gateway and the producer keep), then up to ``drain_s`` seconds for the recommendations
+still expected. Latency of a recommendation = its arrival on the socket - the time just
+before its cause was sent (one machine, one clock).
 """
 
 from __future__ import annotations
@@ -38,10 +42,13 @@ from simulator import plays
 from simulator.errors import SimulationError
 from simulator.progress import Bar
 from simulator.report import SimulationReport, Tally, fill
-from simulator.senders import GatewaySender, KafkaSender
+from simulator.senders import GatewaySender, KafkaSender, SocketSender
 from simulator.sockets import Sockets
 
 Via = Literal["gateway", "kafka"]
+#: How plays reach the gateway: frames on each listener's websocket, or POST /api/plays.
+PlaysVia = Literal["ws", "http"]
+Sender = GatewaySender | KafkaSender | SocketSender
 #: Longest wait for the sends still in flight when the schedule ends.
 FINISH_TIMEOUT_S: Final = 30.0
 TICK_S: Final = 0.2
@@ -56,6 +63,8 @@ class SimulationConfig:
     duration_s: float = 60.0
     via: Via = "gateway"
     sockets: bool = True
+    #: With ``via="gateway"``: ``ws`` sends plays on the sockets (over HTTP when ``sockets`` is off).
+    plays_via: PlaysVia = "ws"
     seed: int | None = None
     drain_s: float = 10.0
     url: str | None = None
@@ -71,6 +80,15 @@ class SimulationConfig:
             raise ValueError("rate and duration must be positive, drain not negative")
         if self.via not in ("gateway", "kafka"):
             raise ValueError(f"--via is 'gateway' or 'kafka', not {self.via!r}")
+        if self.plays_via not in ("ws", "http"):
+            raise ValueError(f"--plays-via is 'ws' or 'http', not {self.plays_via!r}")
+
+    @property
+    def plays_path(self) -> str:
+        """Where the plays go: ``ws``, ``http`` (the gateway) or ``kafka``."""
+        if self.via == "kafka":
+            return "kafka"
+        return "ws" if self.plays_via == "ws" and self.sockets else "http"
 
 
 def user_ids(tag: str, count: int) -> list[str]:
@@ -153,6 +171,7 @@ async def simulate(
     base = (config.url or gateway_url(settings)).rstrip("/")
     users = user_ids(tag, config.listeners)
     report = SimulationReport(tag, seed, config.via, base, config.listeners, config.rate, config.duration_s)
+    report.plays_via = config.plays_path
     catalogue = plays.build_catalogue(tracks, seed=seed, zipf_exponent=config.model.zipf_exponent)
     events = plays.schedule(catalogue, config.listeners, config.rate, seed=seed, model=config.model)
     tally = Tally()
@@ -161,12 +180,14 @@ async def simulate(
     tokens_of = {u: tokens.issue(secret, u, now=time.time(), ttl_s=ttl) for u in users}
     if config.via == "gateway" or config.sockets:
         await check_gateway(base)
-    sender: GatewaySender | KafkaSender = (
-        GatewaySender(base, tokens_of, tally, config.concurrency)
-        if config.via == "gateway"
-        else KafkaSender(settings, tally)
-    )
     sockets = Sockets(base, tally, config.connect_concurrency)
+    sender: Sender
+    if config.plays_path == "ws":
+        sender = SocketSender(sockets, tally)
+    elif config.plays_path == "http":
+        sender = GatewaySender(base, tokens_of, tally, config.concurrency)
+    else:
+        sender = KafkaSender(settings, tally)
     await sender.start()
     try:
         with Bar(console if config.progress else None, tally) as bar:
@@ -189,7 +210,7 @@ async def simulate(
 
 
 async def _send_all(
-    sender: GatewaySender | KafkaSender,
+    sender: Sender,
     users: list[str],
     events: Iterator[plays.Scheduled],
     config: SimulationConfig,
@@ -221,10 +242,10 @@ async def _send_all(
         await sem.acquire()
         user, event_id = users[event.listener], str(uuid.uuid4())
         tally.sent += 1
-        if isinstance(sender, KafkaSender):
+        if isinstance(sender, KafkaSender | SocketSender):  # handed over in order, answered later
             try:
                 ack = await sender.send(user, event, event_id)
-            except Exception as err:  # the producer refused it outright (e.g. closed)
+            except Exception as err:  # refused outright (a closed producer, no open socket)
                 tally.failed[type(err).__name__] += 1
                 sem.release()
                 continue

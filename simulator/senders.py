@@ -1,11 +1,14 @@
 """The simulated listeners' plays, sent through the gateway or straight to Kafka.
 
 Source: the scheduled events of :mod:`simulator.plays`, handed over one by one by the
-runner (:mod:`simulator.run`) with a fresh event id each. Destinations: the
-gateway's ``POST /api/plays`` with each listener's signed token (:class:`GatewaySender`,
-``--via gateway``) or ``cadenza.plays`` itself (:class:`KafkaSender`, ``--via kafka``: an
-idempotent aiokafka producer, key = the listener, as an upstream service publishes);
-send times, acceptances and refusals go to the run's :class:`simulator.report.Tally`.
+runner (:mod:`simulator.run`) with a fresh event id each. Destinations (``--via gateway``)
+the gateway: as ``play`` frames on each listener's own open ``/ws`` (:class:`SocketSender`,
+``--plays-via ws``, the default; answered by ``play_ack``/``play_error``, see
+:mod:`gateway.intake`) or by ``POST /api/plays`` with each listener's signed token
+(:class:`GatewaySender`, ``--plays-via http``); or (``--via kafka``) ``cadenza.plays``
+itself (:class:`KafkaSender`: an idempotent aiokafka producer, key = the listener, as an
+upstream service publishes). Send times, acceptances and refusals go to the run's
+:class:`simulator.report.Tally`, the same way for all three.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import Any, Final
 from infra.settings import Settings
 from schemas.events import PlayEvent
 from simulator import plays
-from simulator.errors import SimulationError
+from simulator.errors import SimulationError, SocketClosedError
 from simulator.keepalive import KeepAlivePool
 from simulator.report import Tally
+from simulator.sockets import Sockets
 
 HTTP_TIMEOUT_S: Final = 15.0
 
@@ -63,6 +67,53 @@ class GatewaySender:
 
     async def stop(self) -> None:
         await self.client.close()
+
+
+class SocketSender:
+    """``play`` frames on each listener's own open websocket (:class:`simulator.sockets.Sockets`),
+    the event id as the frame's ``ref``. Frames go out in schedule order (:meth:`send`); the
+    gateway publishes a socket's plays in that order and answers each, awaited by :meth:`acked`."""
+
+    def __init__(self, sockets: Sockets, tally: Tally, timeout_s: float = HTTP_TIMEOUT_S) -> None:
+        self.sockets, self.tally, self.timeout_s = sockets, tally, timeout_s
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, user: str, event: plays.Scheduled, event_id: str) -> asyncio.Future[Any]:
+        """Send the event's frame; the future of the gateway's answer (SocketClosedError if the
+        listener has no open socket)."""
+        data = {
+            "track_id": event.track_id,
+            "kind": event.kind.value,
+            "position_s": event.position_s,
+            "event_id": event_id,
+        }
+        frame = json.dumps({"type": "play", "ref": event_id, "data": data})
+        self.tally.sent_at[event_id] = time.time()
+        return await self.sockets.send_play(user, event_id, frame)
+
+    async def acked(self, user: str, event_id: str, answer: asyncio.Future[Any]) -> None:
+        try:
+            message = await asyncio.wait_for(answer, self.timeout_s)
+        except (TimeoutError, SocketClosedError) as err:
+            self.sockets.forget(event_id)
+            self.tally.failed[type(err).__name__] += 1
+            return
+        if message.get("type") == "play_ack":
+            self.tally.accepted.append(event_id)
+            self.tally.accepted_of[user] += 1
+        else:
+            self.tally.failed[frame_refusal(message)] += 1
+
+    async def stop(self) -> None:
+        return None
+
+
+def frame_refusal(message: dict[str, Any]) -> str:
+    """``"play_error 422 track_id"``: the status and, when the gateway names one, the field."""
+    where = message.get("field")
+    return f"play_error {message.get('status')}" + (f" {where}" if isinstance(where, str) else "")
 
 
 def refusal(status: int, answer: bytes) -> str:

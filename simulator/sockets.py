@@ -1,10 +1,13 @@
 """The simulated listeners' websockets: one ``/ws`` per listener, recommendations recorded as they arrive.
 
 Source: the gateway's ``/ws`` (opened with each listener's signed token; bounded connect
-concurrency): its ``hello``, its pings and the recommendations it pushes, each with the
-event that caused it. Destinations: the pongs answering the gateway's pings, and the
-run's :class:`simulator.report.Tally` (each arrival with its local receive time, and
-socket errors by reason), which :mod:`simulator.run` turns into the report.
+concurrency): its ``hello``, its pings, the recommendations it pushes, each with the
+event that caused it, and the answers to the listener's plays (``play_ack`` /
+``play_error``, matched to the play by its ``ref``). Destinations: the pongs answering the
+gateway's pings, the ``play`` frames of :class:`simulator.senders.SocketSender` (sent on
+the listener's own socket, :meth:`Sockets.send_play`), and the run's
+:class:`simulator.report.Tally` (each arrival with its local receive time, and socket
+errors by reason), which :mod:`simulator.run` turns into the report.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Final
+from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from simulator.errors import SocketClosedError
 from simulator.progress import Bar
 from simulator.report import Tally
 
@@ -41,6 +45,8 @@ class Sockets:
         self.open: dict[str, ClientConnection] = {}
         self.readers: list[asyncio.Task[None]] = []
         self.closing = False
+        #: Plays sent and not answered yet: ref -> (listener, the answer to come).
+        self.replies: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
 
     async def connect_all(self, tokens_of: dict[str, str], bar: Bar) -> None:
         async def one(user: str, token: str) -> None:
@@ -93,6 +99,10 @@ class Sockets:
                 kind = message.get("type")
                 if kind == "ping":
                     await ws.send(json.dumps({"type": "pong", "ts": message.get("ts")}))
+                elif kind in ("play_ack", "play_error"):
+                    waiting = self.replies.pop(str(message.get("ref")), None)
+                    if waiting is not None and not waiting[1].done():
+                        waiting[1].set_result(message)
                 elif kind == "recommendations":
                     data = message.get("data")
                     cause = data.get("cause_event_id") if isinstance(data, dict) else None
@@ -101,6 +111,30 @@ class Sockets:
             pass
         if not self.closing:
             self.tally.socket_errors[f"closed by the gateway ({ws.close_code})"] += 1
+        for ref, (who, answer) in list(self.replies.items()):
+            if who == user:
+                del self.replies[ref]
+                if not answer.done():
+                    answer.set_exception(SocketClosedError(f"the socket closed ({ws.close_code})"))
+
+    async def send_play(self, user: str, ref: str, frame: str) -> asyncio.Future[dict[str, Any]]:
+        """Send the ``play`` frame ``frame`` (whose ``ref`` is ``ref``) on ``user``'s socket; the
+        future of the gateway's answer. :class:`SocketClosedError` if the listener has no open socket."""
+        ws = self.open.get(user)
+        if ws is None:
+            raise SocketClosedError("the listener's socket did not open")
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.replies[ref] = (user, answer)
+        try:
+            await ws.send(frame)
+        except ConnectionClosed:
+            self.replies.pop(ref, None)
+            raise SocketClosedError(f"the socket closed ({ws.close_code})") from None
+        return answer
+
+    def forget(self, ref: str) -> None:
+        """Stop waiting for the answer to ``ref`` (given up)."""
+        self.replies.pop(ref, None)
 
     async def close_all(self) -> None:
         self.closing = True

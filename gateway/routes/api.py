@@ -10,39 +10,35 @@ Destinations: JSON (and audio bytes, :mod:`gateway.audio`) for the browser; the
 ``cadenza_token`` cookie (``POST /api/session``: how ``<audio>``, which cannot send a
 header, is authorised without a token in its URL); each accepted play, within the
 listener's rate (:class:`gateway.plays.PlayRate`), published to ``cadenza.plays``
-(:mod:`gateway.plays`) before its 202. Every route is a thin adapter: the logic lives
-in the modules it calls.
+(:mod:`gateway.intake`, which also takes plays sent on ``/ws``) before its 202. Every
+route is a thin adapter: the logic lives in the modules it calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from functools import partial
 from typing import Final
 
-from aiokafka.errors import KafkaError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import catalogue, tokens
 from gateway.audio import audio_response, resolve_audio
-from gateway.errors import BadRequestError, NotFoundError, RateLimitedError
-from gateway.plays import parse_report, play_event, record
+from gateway.errors import BadRequestError
+from gateway.intake import PlayIntake
 from gateway.routes.access import COOKIE, Guard, error
 from gateway.routes.params import int_param, json_body, parse_track_id
 from gateway.state import Gateway
-from schemas.topics import PLAYS
 
-#: Longest a play waits for Kafka's acknowledgement before the player is told to retry.
-PUBLISH_TIMEOUT_S: Final = 5.0
 VERSION: Final = "1"
 
 
 def routes(gw: Gateway, guard: Guard) -> list[BaseRoute]:
     """The API and audio routes of the gateway ``gw``; all but config and sign-in need a token."""
-    settings, hub, metrics, secret, authed = gw.settings, gw.hub, gw.metrics, guard.secret, guard.authed
+    settings, hub, secret, authed = gw.settings, gw.hub, guard.secret, guard.authed
+    intake = PlayIntake(gw)
 
     # --- sign-in -----------------------------------------------------------------------------
 
@@ -124,46 +120,21 @@ def routes(gw: Gateway, guard: Guard) -> list[BaseRoute]:
     # --- plays ---------------------------------------------------------------------------------
 
     async def plays(request: Request, who: tokens.Claims) -> Response:
-        try:
-            gw.plays_limiter.take(who.user_id)
-        except RateLimitedError:
-            metrics.refused["plays_rate"] += 1
-            raise
+        intake.admit(who.user_id)  # 429 before the body is read
         body = await json_body(request)
         try:
-            report = parse_report(body)
+            event = await intake.publish(who.user_id, body)
         except BadRequestError as err:
-            metrics.plays_refused[err.field] += 1
             return error(422, err.message, field=err.field)
-        try:  # the cached lookup the audio route uses: no MongoDB read per play of a known track
-            await gw.query(gw.audio_paths.get, gw.db, report.track_id)
-        except NotFoundError:
-            metrics.plays_refused["track_id"] += 1
-            return error(422, f"no track {report.track_id} in the catalogue", field="track_id")
-        if gw.producer is None:
-            return error(503, "the gateway is not connected to Kafka")
-        event = play_event(who.user_id, report)
-        key, value = record(event)
-        try:
-            # A broker that just died holds a send until its partitions have a new leader; the
-            # player retries instead (same event_id: downstream counts each event id once).
-            await asyncio.wait_for(
-                gw.producer.send_and_wait(settings.topic(PLAYS), key=key, value=value), PUBLISH_TIMEOUT_S
-            )
-        except (KafkaError, TimeoutError) as err:
-            metrics.errors["kafka_publish"] += 1
-            return error(
-                503,
-                f"could not publish the play to Kafka ({type(err).__name__}); retry with the same event_id",
-            )
-        metrics.plays_accepted += 1
         return JSONResponse({"event_id": str(event.event_id)}, status_code=202)
 
     # --- audio ---------------------------------------------------------------------------------
 
     async def audio(request: Request, who: tokens.Claims) -> Response:
         tid = parse_track_id(request.path_params["track_id"])
-        relative = await gw.query(gw.audio_paths.get, gw.db, tid)
+        cached, relative = gw.audio_paths.probe(tid)
+        if not cached:
+            relative = await gw.query(gw.audio_paths.get, gw.db, tid)
         file = resolve_audio(settings.audio_root, relative)
         return await audio_response(request, file)
 

@@ -2,11 +2,19 @@
 
 Sources: the browser (its token on connect, see :mod:`gateway.routes.access`: from a
 browser, the subprotocol entry ``cadenza.token.<token>`` next to ``cadenza.v1``, which
-is the one accepted and echoed; then its pongs, and whatever else it sends, which only
-proves it is alive) and the connection's bounded queue in :class:`gateway.hub.Hub`
-(recommendations, trending windows, pings). Destinations: the browser (a ``hello``,
-then every queued message), the hub (connects, disconnects, pongs heard) and
-:class:`gateway.metrics.GatewayMetrics` (connections, fan-out latency, refusals).
+is the one accepted and echoed; then its ``play`` frames, and its pongs and whatever
+else it sends, which only prove it is alive) and the connection's bounded queue in
+:class:`gateway.hub.Hub` (recommendations, trending windows, pings, the answers to its
+plays). Destinations: the browser (a ``hello``, then every queued message), the play
+intake (:mod:`gateway.intake`: each ``play`` frame published to ``cadenza.plays`` and
+answered with a ``play_ack`` or ``play_error``, in order, without holding up the
+reading of the frames behind it), the hub (connects, disconnects, frames heard) and
+:class:`gateway.metrics.GatewayMetrics` (connections, fan-out latency, refusals, frames).
+
+Plays: see :mod:`gateway.intake` for the frames (``play`` in, ``play_ack`` or
+``play_error`` out); a socket's plays share the listener's rate with ``POST /api/plays``.
+Frames over 4 KiB are not read; over 64 KiB, uvicorn closes the socket (1009,
+``cadenza gateway``'s ``ws_max_size``).
 
 Close codes: 4401 a bad token; 4429 one socket more than ``CADENZA_WS_MAX_PER_LISTENER``
 (the new socket is refused, the listener's others stay); 1013 (try again later) the
@@ -28,6 +36,7 @@ from starlette.websockets import WebSocket
 
 from gateway.errors import AuthError
 from gateway.hub import CLOSE_UNAUTHORIZED, Connection, Hub
+from gateway.intake import PUBLISH_TIMEOUT_S, PlayIntake, PlayLane, read_frame
 from gateway.metrics import GatewayMetrics
 from gateway.routes.access import WS_PROTOCOL, Guard
 from gateway.state import Gateway
@@ -39,6 +48,7 @@ CLOSE_TIMEOUT_S: Final = 1.0
 def route(gw: Gateway, guard: Guard) -> WebSocketRoute:
     """``/ws`` of the gateway ``gw``."""
     hub, metrics, settings = gw.hub, gw.metrics, gw.settings
+    intake = PlayIntake(gw)
 
     async def ws(websocket: WebSocket) -> None:
         offered = websocket.scope.get("subprotocols") or ()
@@ -56,14 +66,18 @@ def route(gw: Gateway, guard: Guard) -> WebSocketRoute:
             return
         conn = hub.connect(who.user_id)
         metrics.connections_total += 1
+        lane = PlayLane(intake, hub, conn)
         try:
-            await websocket.send_text(json.dumps({"type": "hello", "user_id": who.user_id}))
-            hub.greet(conn)
-            code = await serve(websocket, conn, hub, metrics, settings.ws_send_timeout_s)
-        finally:
-            hub.disconnect(conn)
-        if code is not None:
-            await close(websocket, code, "too slow or silent")
+            try:
+                await websocket.send_text(json.dumps({"type": "hello", "user_id": who.user_id}))
+                hub.greet(conn)
+                code = await serve(websocket, conn, hub, metrics, settings.ws_send_timeout_s, lane=lane)
+            finally:
+                hub.disconnect(conn)
+            if code is not None:
+                await close(websocket, code, "too slow or silent")
+        finally:  # the plays received are still published (their answers find no socket)
+            await lane.finish(PUBLISH_TIMEOUT_S)
 
     return WebSocketRoute("/ws", ws)
 
@@ -76,11 +90,19 @@ async def close(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 async def serve(
-    websocket: WebSocket, conn: Connection, hub: Hub, metrics: GatewayMetrics, send_timeout_s: float
+    websocket: WebSocket,
+    conn: Connection,
+    hub: Hub,
+    metrics: GatewayMetrics,
+    send_timeout_s: float,
+    *,
+    lane: PlayLane | None = None,
 ) -> int | None:
     """Run one connection with two tasks: a writer draining its queue, a reader taking
-    the browser's frames (pongs); the close code when the hub gave up on the connection
-    (4408), ``None`` when the browser went away or the socket broke."""
+    the browser's frames (plays handed to ``lane``, which publishes them in order while the
+    reader goes on; without one, plays are ignored like any other frame); the close code
+    when the hub gave up on the connection (4408), ``None`` when the browser went away or
+    the socket broke."""
 
     async def writer() -> int:
         while True:
@@ -103,7 +125,18 @@ async def serve(
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            conn.heard()  # text or bytes: the browser is alive, its content is not used
+            conn.heard()  # any frame: the browser is alive
+            text = message.get("text")
+            if not isinstance(text, str):  # bytes: nothing of ours
+                metrics.ws_frames["ignored"] += 1
+                continue
+            frame = read_frame(text)
+            if isinstance(frame, str):  # a pong, another type, or not ours: nothing to answer
+                metrics.ws_frames[frame] += 1
+            else:
+                metrics.ws_frames["play"] += 1
+                if lane is not None:
+                    lane.take(frame)
 
     tasks = [asyncio.ensure_future(writer()), asyncio.ensure_future(reader())]
     try:

@@ -66,6 +66,14 @@ class GatewaySettings(Component):
     gateway_latest_kept: int = Field(
         100_000, ge=1, description="Listeners whose latest list one gateway keeps in memory."
     )
+    gateway_producer_linger_ms: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="Milliseconds the gateway's Kafka producer waits to batch plays into one "
+        "request: under load many listeners' plays share a request (less CPU per play for the "
+        "gateway and the broker); an idle gateway adds at most this much to a play's answer.",
+    )
     fma_dir: Path | None = Field(
         None, description="FMA root holding fma_metadata/ and audio (the gateway serves audio from it)."
     )

@@ -12,7 +12,9 @@ in-memory MongoDB and Kafka stand-ins (:mod:`tests.gateway.fakes`) so the catalo
 plays and audio routes run their whole code path. Besides "never 500", each answer is
 checked for what can be known from the request: a request without a valid token gets
 401 from an authenticated route, one with a valid token never does, and each error
-our routes answer (400, 401, 413, 422, 429, 503) is a JSON ``{"error": …}``.
+our routes answer (400, 401, 413, 422, 429, 503) is a JSON ``{"error": …}``. On ``/ws``,
+after any frames (text, bytes, hostile ``play`` frames, deep or oversize JSON), the socket
+is still open and has answered each play frame once, never with a 500.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from gateway.app import create_app
 from gateway.hub import CLOSE_UNAUTHORIZED
+from gateway.intake import Frame, read_frame
 from gateway.routes.access import COOKIE, TOKEN_PROTOCOL, WS_PROTOCOL
 from gateway.routes.params import MAX_BODY
 from gateway.tokens import issue
@@ -372,12 +375,40 @@ def test_the_route_table_names_every_route(client: TestClient) -> None:
     assert served == covered
 
 
+#: What a browser may send on /ws: ``play`` frames with hostile refs and data (plays are
+#: published, or answered with a play_error), other objects, any text, any bytes.
+PLAY_FRAMES = st.fixed_dictionaries(
+    {"type": st.just("play")},
+    optional={
+        "ref": st.one_of(JSON_LEAVES, st.text(max_size=70), st.just([1]), st.just({"$ne": 1})),
+        "data": st.one_of(REPORTS, JSON),
+        "user_id": USERS,
+    },
+).map(lambda v: json.dumps(v, allow_nan=True))
 WS_MESSAGES = st.lists(
     st.one_of(
         TEXT.map(lambda t: ("text", t)),
+        st.text(max_size=300).map(lambda t: ("text", t)),
+        PLAY_FRAMES.map(lambda t: ("text", t)),
+        JSON.map(lambda v: ("text", json.dumps(v))),
         st.binary(max_size=100).map(lambda b: ("bytes", b)),
+        PLAY_FRAMES.map(lambda t: ("bytes", t.encode())),
+        st.integers(1, 6_000).map(lambda n: ("text", '{"type": "play", "data": ' + "[" * n + "]" * n + "}")),
         st.sampled_from(
-            [("text", "[" * 20_000), ("text", '{"type": "pong", "ts": 1e999}'), ("bytes", b"\xff")]
+            [
+                ("text", "[" * 20_000),
+                ("text", '{"type": "pong", "ts": 1e999}'),
+                ("bytes", b"\xff"),
+                ("text", '{"type": "play", "ref": "r", "data": {"track_id": 1, "kind": "play"}}'),
+                ("text", '{"type": "play", "ref": 1e999, "data": {"track_id": 1, "kind": "play"}}'),
+                (
+                    "text",
+                    '{"type": "play", "ref": "big", "data": {"track_id": 1, "kind": "play", "p": "'
+                    + "x" * 5000
+                    + '"}}',
+                ),
+                ("text", '{"type": "play", "ref": ' + "9" * 5000 + "}"),
+            ]
         ),
     ),
     max_size=4,
@@ -423,6 +454,16 @@ def test_the_websocket_never_fails_whatever_it_is_sent(client: TestClient, data:
                 ws.send_text(payload)
             else:
                 ws.send_bytes(payload)
+        # Still open and in order: each play frame got one answer (none a 500), then this one's.
+        plays = sum(kind == "text" and isinstance(read_frame(text), Frame) for kind, text in messages)
+        ws.send_text(json.dumps({"type": "play", "ref": "last", "data": {"track_id": 1, "kind": "like"}}))
+        answers: list[dict[str, Any]] = []
+        while not answers or answers[-1].get("ref") != "last" or answers[-1]["type"] != "play_ack":
+            answer = json.loads(ws.receive_text())
+            if answer["type"] in ("play_ack", "play_error"):
+                assert answer.get("status") != 500, answer
+                answers.append(answer)
+        assert len(answers) == plays + 1, answers
 
 
 def test_the_property_app_serves_audio(client: TestClient) -> None:

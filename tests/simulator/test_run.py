@@ -1,6 +1,7 @@
 """``cadenza simulate`` on the real stack: every accepted event lands on the plays topic exactly
 once, straight to Kafka and through a gateway process (websockets open, pings answered,
-no recommender running: no recommendation, said plainly). Plus its pure helpers."""
+no recommender running: no recommendation, said plainly), with plays sent as frames on the
+listeners' sockets (the default) or POSTed. Plus its pure helpers."""
 
 from __future__ import annotations
 
@@ -15,20 +16,25 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from pydantic import SecretStr
 from pymongo.database import Database
+from typer.testing import CliRunner
 
+from gateway.app import create_app
 from infra.kafka_clients import consumer, producer
 from infra.settings import Settings, child_env
 from infra.stack.process import free_port
 from schemas.codec import decode, encode, encode_key
 from schemas.events import PlayEvent, PlayKind, Recommendation, RecommendedTrack
 from schemas.topics import PLAYS, RECOMMENDATIONS
+from simulator.cli import register
 from simulator.errors import SimulationError
 from simulator.report import NO_RECOMMENDER, Arrival, SimulationReport, latency_summary, match, summary
 from simulator.run import SimulationConfig, run, user_ids
 from simulator.sockets import ws_url
 from tests.conftest import topic_reader
+from tests.gateway.live_server import serve
 
 Db = Database[dict[str, Any]]
 READY_TIMEOUT_S = 60.0
@@ -207,10 +213,10 @@ def test_via_gateway_with_sockets_every_play_lands_once_and_recommendations_are_
             gateway.wait(timeout=10)
 
 
-def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def wait_ready(base: str, proc: subprocess.Popen[bytes] | None, log: Path | None) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and log is not None and proc.poll() is not None:
             pytest.fail(f"the gateway exited ({proc.returncode}):\n{log.read_text(errors='replace')[-3000:]}")
         try:
             if httpx.get(f"{base}/readyz", timeout=3, trust_env=False).status_code == 200:
@@ -218,9 +224,41 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
-    pytest.fail(
-        f"the gateway was not ready in {READY_TIMEOUT_S:.0f} s:\n{log.read_text(errors='replace')[-3000:]}"
-    )
+    output = log.read_text(errors="replace")[-3000:] if log is not None else ""
+    pytest.fail(f"the gateway was not ready in {READY_TIMEOUT_S:.0f} s:\n{output}")
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("plays_via", ["ws", "http"])
+def test_plays_over_the_socket_or_http_to_an_in_process_gateway_are_all_accepted(
+    topics: Settings, db: Db, plays_via: str
+) -> None:
+    """The gateway app on a real uvicorn in this process (Kafka and FerretDB real): every play
+    sent as a frame on the listener's own socket (or POSTed) is acknowledged, lands once on the
+    topic, keyed by its listener, and each listener's plays keep their order."""
+    db.tracks.insert_many(catalogue_docs())
+    settings = topics.model_copy(update={"token_secret": SecretStr("simulator-secret-of-at-least-32-chars")})
+    with serve(create_app(settings)) as running:
+        wait_ready(running.url, None, None)
+        config = SimulationConfig(
+            listeners=5,
+            rate=25.0,
+            duration_s=2.0,
+            drain_s=0.2,
+            url=running.url,
+            plays_via="ws" if plays_via == "ws" else "http",
+            progress=False,
+        )
+        report = run(settings, config)
+        metrics = running.gateway.metrics
+        frames = metrics.ws_frames["play"]
+    assert report.plays_via == plays_via and f"plays over {plays_via}" in report.rows()[0][1]
+    assert report.sockets == 5 and report.socket_errors == {}
+    assert report.failed == {}
+    assert report.sent == report.accepted == len(report.accepted_event_ids) == report.scheduled > 20
+    assert metrics.plays_accepted == report.accepted
+    assert frames == (report.accepted if plays_via == "ws" else 0)
+    in_order(check_topic(topics, report))
 
 
 # --- pure helpers (no stack) ----------------------------------------------------------------------
@@ -238,6 +276,27 @@ def test_helpers_name_listeners_match_recommendations_and_summarise_latency() ->
     lat = latency_summary([float(i) for i in range(1, 101)])
     assert lat["p50"] == pytest.approx(50.5) and lat["max"] == 100.0
     assert lat["p99"] is not None and 99 <= lat["p99"] <= 100
-    for bad in ({"listeners": 0}, {"rate": 0.0}, {"duration_s": -1.0}, {"via": "carrier-pigeon"}):
+    for bad in (
+        {"listeners": 0},
+        {"rate": 0.0},
+        {"duration_s": -1.0},
+        {"via": "carrier-pigeon"},
+        {"plays_via": "fax"},
+    ):
         with pytest.raises(ValueError):
             SimulationConfig(**bad)
+    assert SimulationConfig().plays_path == "ws"
+    assert SimulationConfig(plays_via="http").plays_path == "http"
+    assert SimulationConfig(sockets=False).plays_path == "http"  # no socket to send on
+    assert SimulationConfig(via="kafka").plays_path == "kafka"
+
+
+def test_the_cli_refuses_plays_over_sockets_it_was_told_not_to_open() -> None:
+    app = typer.Typer()
+    register(app)
+    app.command("other")(lambda: None)  # two commands: "simulate" stays a subcommand
+    refused = CliRunner().invoke(app, ["simulate", "--plays-via", "ws", "--no-sockets"])
+    assert refused.exit_code == 2 and "--no-sockets" in refused.output
+    refused = CliRunner().invoke(app, ["simulate", "--via", "kafka", "--plays-via", "http"])
+    assert refused.exit_code == 2 and "--via gateway" in refused.output
+    assert "--plays-via" in CliRunner().invoke(app, ["simulate", "--help"]).output
