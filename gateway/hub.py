@@ -53,7 +53,8 @@ class Connection:
     """One websocket: who it is, what waits to be sent (text, time queued), and whether
     it must be closed (and with which code).
 
-    A connection costs two asyncio tasks (its writer and its reader); pings and
+    A connection costs two asyncio tasks (its writer and its reader; a third runs only
+    while plays it sent wait to be published, :class:`gateway.intake.PlayLane`); pings and
     liveness checks come from the hub's one heartbeat task, which keeps per-socket
     objects, and so garbage-collection pauses, small with thousands of sockets.
     """

@@ -1,4 +1,4 @@
-"""End-to-end benchmark: POST of a play -> its recommendation on that listener's websocket.
+"""End-to-end benchmark: a play sent on a listener's websocket -> its recommendation on that websocket.
 
 The whole system, brought up once like ``tests/e2e/conftest.py`` (and ``cadenza demo``): its
 own local stack (Kafka + FerretDB) on free ports in a temporary data dir, the sample
@@ -11,12 +11,13 @@ Structured Streaming jobs, a recommender worker and the gateway under supervisor
    (default 1,000) websockets for ``--duration`` s (seed ``--seed`` + phase index, so each
    phase has its own listeners), in a child process (its own core and GIL, as a client fleet
    would be). Latency = arrival of the recommendation on the listener's socket - the time
-   just before its ``POST /api/plays`` (one machine, one clock); the runner's report only has
+   just before its ``play`` frame is sent on the listener's websocket (the simulator's
+   default ``--plays-via ws``; one machine, one clock); the runner's report only has
    percentiles, so the child wraps the runner's ``Tally`` (a subclass that keeps a reference,
    nothing else changed) to read each event's send time and the arrivals. One such process
    is one event loop on one core; ``--sim-procs N`` shares the listeners and the rate among
    N of them (a phase is flagged ``client_saturated`` when a simulator process is near 100%
-   CPU or the rate fell short). **Lost plays**: POSTs not accepted, accepted plays whose
+   CPU or the rate fell short). **Lost plays**: plays not accepted, accepted plays whose
    recommendation never arrived (``--drain`` s allowed after the schedule), and accepted
    plays missing from the ``plays`` history collection ``--settle`` s after the phase (the
    Spark job writes it). Target at 500 plays/s: p99 < 150 ms and zero lost.

@@ -2,7 +2,8 @@
 
 :func:`simulate` spawns one :func:`simulator_child` per entry of :func:`sim_options` (its own
 core and GIL, as a client fleet would be). Each runs :func:`simulator.run.run`
-(``--via gateway``: websockets plus ``POST /api/plays`` to the run's gateway) and writes, to a
+(``--via gateway``: websockets, the plays sent as ``play`` frames on them, to the run's
+gateway) and writes, to a
 JSON file in the run's work dir, the runner's report and per event ``[event_id, sent at,
 accepted, first recommendation at]``, the listeners' ids, repeated arrivals and its CPU
 seconds. The parts, merged, go to ``bench.e2e.phases`` (warm-up and measured phases).

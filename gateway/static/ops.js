@@ -28,7 +28,7 @@ const CARDS = [
   { key: 'pushed', title: 'Messages pushed / s', digits: 1, value: (d) => num(d.rates.messages_pushed_per_s),
     sub: () => 'to browsers' },
   { key: 'plays', title: 'Plays accepted / s', digits: 1, value: (d) => num(d.rates.plays_accepted_per_s),
-    sub: () => 'POST /api/plays → Kafka' },
+    sub: () => 'play frames on /ws, POST /api/plays → Kafka' },
   { key: 'errors', title: 'Errors', digits: 0, warn: (latest, first) => latest > first, value: (d) => num(d.rates.errors),
     sub: (d, card) => {
       const first = card.series.find((p) => p.v != null);
