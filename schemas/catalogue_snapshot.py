@@ -15,6 +15,8 @@ snapshot records.
 * ``coords`` float32 ``(n, d)``: the track's coordinates in the model's PCA space (zeros
   for a track with cluster ``-1``), as :meth:`schemas.cluster_model.ClusterModel.transform`
   computes them from its features;
+* ``playable`` bool ``(n,)``: the track has a stored audio file (imported feature rows
+  have none: listed and recommended, never offered to play);
 * ``meta`` uint8: UTF-8 JSON, one list per track in ``ids`` order:
   ``[title, artist, album, genre_top or null, [genre ids], duration_s]``;
 * ``info`` uint8: UTF-8 JSON object: ``format`` (:data:`SNAPSHOT_FORMAT`),
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +69,7 @@ class SnapshotRow(NamedTuple):
     genres: tuple[int, ...]
     duration_s: float
     cluster: int | None
+    playable: bool = True
 
 
 def snapshot_path(models_path: Path, version: str) -> Path:
@@ -84,10 +88,13 @@ class CatalogueSnapshot:
     clusters: NDArray[np.int32]
     coords: NDArray[np.float32]
     meta: list[list[Any]]
+    playable: NDArray[np.bool_]
 
     def __post_init__(self) -> None:
         n = self.ids.shape[0]
         if self.ids.ndim != 1 or self.clusters.shape != (n,) or self.coords.ndim != 2:
+            raise SnapshotError(f"snapshot of {self.model_version}: arrays of different lengths")
+        if self.playable.shape != (n,):
             raise SnapshotError(f"snapshot of {self.model_version}: arrays of different lengths")
         if self.coords.shape[0] != n or len(self.meta) != n:
             raise SnapshotError(f"snapshot of {self.model_version}: {n} ids but other arrays differ")
@@ -106,7 +113,8 @@ class CatalogueSnapshot:
 
     def rows(self) -> Iterator[SnapshotRow]:
         """Every track's public fields, in ``ids`` order (:class:`SnapshotError` on a bad row)."""
-        for track_id, cluster, m in zip(self.ids.tolist(), self.clusters.tolist(), self.meta, strict=True):
+        rows = zip(self.ids.tolist(), self.clusters.tolist(), self.playable.tolist(), self.meta, strict=True)
+        for track_id, cluster, playable, m in rows:
             try:
                 title, artist, album, genre_top, genres, duration_s = m
                 yield SnapshotRow(
@@ -118,6 +126,7 @@ class CatalogueSnapshot:
                     tuple(int(g) for g in genres),
                     float(duration_s),
                     None if cluster < 0 else int(cluster),
+                    bool(playable),
                 )
             except (TypeError, ValueError) as err:
                 raise SnapshotError(f"snapshot of {self.model_version}: track {track_id}: {err}") from None
@@ -148,6 +157,7 @@ class CatalogueSnapshot:
                 ids=self.ids,
                 clusters=self.clusters,
                 coords=self.coords,
+                playable=self.playable,
                 meta=_json_bytes(self.meta),
                 info=_json_bytes(info),
             )
@@ -183,10 +193,11 @@ def load_snapshot(path: Path, version: str | None = None) -> CatalogueSnapshot:
                 clusters=np.asarray(data["clusters"], dtype=np.int32),
                 coords=np.asarray(data["coords"], dtype=np.float32),
                 meta=_json(data["meta"]),
+                playable=np.asarray(data["playable"], dtype=bool),
             )
     except FileNotFoundError:
         raise SnapshotError(f"{path}: no catalogue snapshot (run `cadenza model snapshot`)") from None
-    except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as err:
         if isinstance(err, SnapshotError):
             raise
         raise SnapshotError(f"{path}: unreadable catalogue snapshot ({err})") from None
@@ -219,10 +230,13 @@ def assemble(
     *,
     offsets: Offsets | None,
     created: str,
+    playable: Sequence[bool] | NDArray[np.bool_] | None = None,
 ) -> CatalogueSnapshot:
-    """A snapshot of placed tracks (see :func:`place`), put in ascending id order."""
+    """A snapshot of placed tracks (see :func:`place`), put in ascending id order
+    (``playable`` None: every track has audio)."""
     id_array = np.asarray(ids, dtype=np.int64)
     order = np.argsort(id_array, kind="stable")
+    audio = np.ones(id_array.size, dtype=bool) if playable is None else np.asarray(playable, dtype=bool)
     return CatalogueSnapshot(
         model_version=model.version,
         feature_set_version=model.feature_set_version,
@@ -232,6 +246,7 @@ def assemble(
         clusters=np.asarray(clusters, dtype=np.int32)[order],
         coords=np.asarray(coords, dtype=np.float32).reshape(-1, model.n_components)[order],
         meta=[meta[i] for i in order.tolist()],
+        playable=audio[order],
     )
 
 
@@ -244,8 +259,10 @@ def build_snapshot(
     *,
     offsets: Offsets | None,
     created: str,
+    playable: Sequence[bool] | NDArray[np.bool_] | None = None,
 ) -> CatalogueSnapshot:
     """A snapshot of tracks ``ids`` (ascending order is made here), ``features`` one row per
-    *placed* track in order, ``meta`` one list per track (the layout's ``meta``)."""
+    *placed* track in order, ``meta`` one list per track (the layout's ``meta``), ``playable``
+    per track (None: all)."""
     clusters, coords = place(model, features, placed)
-    return assemble(model, ids, clusters, coords, meta, offsets=offsets, created=created)
+    return assemble(model, ids, clusters, coords, meta, offsets=offsets, created=created, playable=playable)

@@ -50,6 +50,7 @@ PROJECTION: Final = {
     "genre_top": 1,
     "genres": 1,
     "duration_s": 1,
+    "audio_path": 1,
     "features": 1,
     "feature_set_version": 1,
 }
@@ -113,6 +114,7 @@ def read_snapshot(
     unusable or of another feature set are kept with cluster -1)."""
     ids: list[int] = []
     meta: list[list[Any]] = []
+    playable: list[bool] = []
     clusters: list[NDArray[np.int32]] = []
     coords: list[NDArray[np.float32]] = []
     batch: list[Doc] = []
@@ -129,6 +131,7 @@ def read_snapshot(
         )
         ids.extend(tid for tid, _ in docs)
         meta.extend(_meta(doc) for _, doc in docs)
+        playable.extend(bool(doc.get("audio_path")) for _, doc in docs)
         batch_clusters, batch_coords = place(model, vectors.matrix, vectors.ok)
         clusters.append(batch_clusters)
         coords.append(batch_coords)
@@ -154,6 +157,7 @@ def read_snapshot(
         meta,
         offsets=offsets,
         created=datetime.now(UTC).isoformat(),
+        playable=playable,
     )
 
 

@@ -31,7 +31,16 @@ def _snapshot(offsets: dict[str, dict[int, int]] | None = None):  # type: ignore
         ['b \u0000 "quoted"', "", "", "Pop", [10], 1.0],
         ["d", "d", "d", "Folk", [17], 200.0],
     ]
-    snap = build_snapshot(model, ids, features, placed, meta, offsets=offsets, created="2026-12-05T00:00:00Z")
+    snap = build_snapshot(
+        model,
+        ids,
+        features,
+        placed,
+        meta,
+        offsets=offsets,
+        created="2026-12-05T00:00:00Z",
+        playable=[True, False, True, True],
+    )
     return model, features, snap
 
 
@@ -44,7 +53,8 @@ def test_build_places_and_sorts_by_id() -> None:
     np.testing.assert_allclose(snap.coords[0], model.transform(features)[1], rtol=1e-6)
     assert not snap.coords[1].any()
     rows = list(snap.rows())
-    assert rows[0] == SnapshotRow(10, "a", "ärtist a", "", None, (), 0.0, int(expected[1]))
+    assert rows[0] == SnapshotRow(10, "a", "ärtist a", "", None, (), 0.0, int(expected[1]), False)
+    assert [r.playable for r in rows] == [False, True, True, True]
     assert rows[1].cluster is None and rows[1].title == 'b \u0000 "quoted"'
 
 
@@ -80,6 +90,11 @@ def test_refuses_missing_other_version_and_garbage(tmp_path: Path) -> None:
     garbage.write_bytes(b"\x00not a zip" * 10)
     with pytest.raises(SnapshotError, match="unreadable"):
         load_snapshot(garbage)
+    # A file cut short (a copy or a disk that ran out).
+    whole = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(SnapshotError, match="unreadable"):
+        load_snapshot(tmp_path / "cut.npz")
     # A zip without the expected arrays.
     with zipfile.ZipFile(tmp_path / "z.npz", "w") as z:
         z.writestr("ids.npy", b"nonsense")
@@ -96,6 +111,7 @@ def test_refuses_inconsistent_arrays(tmp_path: Path) -> None:
             ids=snap.ids,
             clusters=snap.clusters[:2],
             coords=snap.coords,
+            playable=snap.playable,
             meta=np.frombuffer(b"[]", dtype=np.uint8),
             info=np.frombuffer(
                 b'{"format":1,"model_version":"v","feature_set_version":"f","created":"c","offsets":null}',

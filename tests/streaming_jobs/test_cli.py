@@ -139,7 +139,8 @@ def test_snapshot_command_rewrites_the_file_with_new_tracks(cli: Cli, two_models
     before = load_snapshot(path) if path.exists() else None
     template = cli.db.tracks.find_one({"cluster": {"$ne": None}})
     assert template is not None
-    cli.db.tracks.insert_one({**template, "_id": 888_888, "title": "Imported later"})
+    with_audio = {**template, "_id": 888_888, "title": "Imported later", "audio_path": "000/888888.mp3"}
+    cli.db.tracks.insert_one(with_audio)
     cli.db.tracks.insert_one({"_id": 888_889, "title": "No features", "features": [1.0, "x"]})
 
     result = cli("model", "snapshot", "current")
@@ -150,6 +151,7 @@ def test_snapshot_command_rewrites_the_file_with_new_tracks(cli: Cli, two_models
     rows = {row.track_id: row for row in after.rows()}
     assert rows[888_888].title == "Imported later" and rows[888_888].cluster is not None
     assert rows[888_889].cluster is None and rows[888_889].title == "No features"
+    assert rows[888_888].playable and not rows[888_889].playable
 
 
 def test_show_and_report(cli: Cli, two_models: tuple[str, str], tmp_path: Path) -> None:
