@@ -53,6 +53,7 @@ PROJECTION: Final = {
     "audio_path": 1,
     "features": 1,
     "feature_set_version": 1,
+    "model_version": 1,
 }
 BATCH: Final = 2000
 
@@ -64,6 +65,9 @@ class Written:
     placed: int
     offsets: bool  # False: the broker could not be asked (readers will scan)
     seconds: float
+    #: Tracks whose stored ``model_version`` is not the model's, and their clusters under it
+    #: (-1: no usable features): what promotion writes after the training's assignments.
+    stale: tuple[NDArray[np.int64], NDArray[np.int64]]
 
 
 def covered_offsets(settings: Settings) -> Offsets | None:
@@ -109,10 +113,12 @@ def read_snapshot(
     offsets: Offsets | None,
     *,
     on_batch: Callable[[int], None] | None = None,
-) -> CatalogueSnapshot:
+) -> tuple[CatalogueSnapshot, NDArray[np.int64]]:
     """Every track of ``tracks`` placed by ``model`` (tracks whose features are missing,
-    unusable or of another feature set are kept with cluster -1)."""
+    unusable or of another feature set are kept with cluster -1), and the ids of the tracks
+    whose stored ``model_version`` is not the model's."""
     ids: list[int] = []
+    stale: list[int] = []
     meta: list[list[Any]] = []
     playable: list[bool] = []
     clusters: list[NDArray[np.int32]] = []
@@ -130,6 +136,7 @@ def read_snapshot(
             ]
         )
         ids.extend(tid for tid, _ in docs)
+        stale.extend(tid for tid, d in docs if d.get("model_version") != model.version)
         meta.extend(_meta(doc) for _, doc in docs)
         playable.extend(bool(doc.get("audio_path")) for _, doc in docs)
         batch_clusters, batch_coords = place(model, vectors.matrix, vectors.ok)
@@ -149,7 +156,7 @@ def read_snapshot(
         raise RegistryError(
             f"reading tracks from {db.name} for the catalogue snapshot failed ({err})"
         ) from None
-    return assemble(
+    snapshot = assemble(
         model,
         ids,
         np.concatenate(clusters),
@@ -159,6 +166,7 @@ def read_snapshot(
         created=datetime.now(UTC).isoformat(),
         playable=playable,
     )
+    return snapshot, np.asarray(stale, dtype=np.int64)
 
 
 def write_snapshot(
@@ -171,13 +179,19 @@ def write_snapshot(
     """Take the offsets, read ``tracks``, write ``<models_path>/<model.version>/catalogue.npz``."""
     started = time.monotonic()
     offsets = covered_offsets(settings)
-    snapshot = read_snapshot(db, model, offsets, on_batch=on_batch)
+    snapshot, stale = read_snapshot(db, model, offsets, on_batch=on_batch)
+    at = np.isin(snapshot.ids, stale)
     try:
         path = snapshot.save(snapshot_path(settings.models_path, model.version))
     except OSError as err:
         raise RegistryError(f"writing the catalogue snapshot of {model.version} failed ({err})") from None
     written = Written(
-        path, len(snapshot), int(snapshot.placed.sum()), offsets is not None, time.monotonic() - started
+        path,
+        len(snapshot),
+        int(snapshot.placed.sum()),
+        offsets is not None,
+        time.monotonic() - started,
+        (snapshot.ids[at], snapshot.clusters[at].astype(np.int64)),
     )
     log.info(
         "catalogue snapshot of %s: %d tracks (%d placed) in %.1f s -> %s",
