@@ -210,23 +210,27 @@ async def load(
     gw: GatewayProcess,
     token: str,
     next_url: Callable[[random.Random], str],
-    args: argparse.Namespace,
-    client: str,
+    *,
+    clients: int,
+    seconds: float,
+    think_ms: float,
+    client: str = "raw",
 ) -> dict[str, Any]:
-    """``args.clients`` clients asking ``next_url()`` for ``args.seconds`` (after a 2 s warm-up),
-    each on its own keep-alive connection: :class:`RawHttp` (``raw``) or one
-    ``httpx.AsyncClient`` (``httpx``, whose own CPU cost shows in its figures)."""
+    """``clients`` clients asking ``next_url()`` for ``seconds`` (after a 2 s warm-up), each on
+    its own keep-alive connection, pausing ``think_ms`` (exponential, mean) after each answer:
+    :class:`RawHttp` (``raw``) or one ``httpx.AsyncClient`` (``httpx``, whose own CPU cost shows
+    in its figures). Also used by ``bench.scale``."""
     latencies: list[float] = []
     errors: Counter[str] = Counter()
-    think_s = args.think_ms / 1000
-    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+    think_s = think_ms / 1000
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(
         base_url=gw.base, headers=headers, limits=limits, timeout=60.0, trust_env=False
     ) as pool:
         loop = asyncio.get_running_loop()
         measure_from = loop.time() + 2.0
-        end = measure_from + args.seconds
+        end = measure_from + seconds
 
         async def one_client(i: int) -> None:
             rng, raw = random.Random(i), RawHttp(gw.port, token)
@@ -251,12 +255,12 @@ async def load(
                 raw.close()
 
         cpu = cpu_seconds(gw.proc.pid)
-        await asyncio.gather(*(one_client(i) for i in range(args.clients)))
-        gateway_cpu = (cpu_seconds(gw.proc.pid) - cpu) / (args.seconds + 2.0)
+        await asyncio.gather(*(one_client(i) for i in range(clients)))
+        gateway_cpu = (cpu_seconds(gw.proc.pid) - cpu) / (seconds + 2.0)
     return {
         "client": client,
         "requests": len(latencies),
-        "per_s": round(len(latencies) / args.seconds, 1),
+        "per_s": round(len(latencies) / seconds, 1),
         "errors": dict(errors),
         "ms": as_ms(latencies),
         "gateway_cpu": round(gateway_cpu, 2),
@@ -402,7 +406,17 @@ def main() -> None:
             check_answers(gw, token, cat, 60.0)
             for client_kind in args.client:
                 for route, next_url in urls.items():
-                    figures = asyncio.run(load(gw, token, next_url, args, client_kind))
+                    figures = asyncio.run(
+                        load(
+                            gw,
+                            token,
+                            next_url,
+                            clients=args.clients,
+                            seconds=args.seconds,
+                            think_ms=args.think_ms,
+                            client=client_kind,
+                        )
+                    )
                     figures["load_average"] = round(os.getloadavg()[0], 1)
                     after.setdefault(client_kind, {})[route] = figures
                     console.print(f"  {route} ({client_kind}): {figures}")

@@ -103,6 +103,7 @@ def run(
 
 @etl_app.command("import-features")
 def import_features(
+    *,
     fma_dir: Path | None = typer.Option(
         None, "--fma-dir", help="FMA root holding fma_metadata/ [default: CADENZA_FMA_DIR]."
     ),
@@ -114,6 +115,9 @@ def import_features(
     ),
     genres: int = typer.Option(16, "--genres", min=1, max=16, help="Genres of the synthetic rows."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic rows."),
+    id_offset: int = typer.Option(
+        0, "--id-offset", min=0, help="Added to every synthetic track id (to keep clear of tracks stored)."
+    ),
 ) -> None:
     """Store FMA's published features.csv (with tracks.csv metadata) without any audio.
 
@@ -124,7 +128,9 @@ def import_features(
     settings = _settings()
     with progress_bar("importing features", console) as bar:
         if synthetic is not None:
-            summary = import_synthetic(settings, synthetic, genres=genres, seed=seed, progress=bar)
+            summary = import_synthetic(
+                settings, synthetic, genres=genres, seed=seed, progress=bar, id_offset=id_offset
+            )
         else:
             summary = import_fma(settings, resolve_root(settings, fma_dir), subset, progress=bar)
     console.print(summary_table("cadenza etl import-features", summary.table_rows()))

@@ -111,13 +111,18 @@ def fma_rows(root: Path | str, subset: str = "full") -> FeatureRows:
     )
 
 
-def synthetic_rows(n: int, genres: int = 16, seed: int = 0) -> FeatureRows:
-    """``n`` synthetic rows with genre structure, FMA-like titles, artists and genre names."""
+def synthetic_rows(n: int, genres: int = 16, seed: int = 0, id_offset: int = 0) -> FeatureRows:
+    """``n`` synthetic rows with genre structure, FMA-like titles, artists and genre names;
+    ``id_offset`` is added to every id (to keep clear of tracks already stored: the demo's
+    sample)."""
     if not 1 <= genres <= len(GENRES):
         raise EtlError(f"--genres must be between 1 and {len(GENRES)}, got {genres}")
     if n < 1:
         raise EtlError(f"--synthetic needs a positive number of rows, got {n}")
+    if id_offset < 0:
+        raise EtlError(f"--id-offset must not be negative, got {id_offset}")
     ids, labels, matrix = synthetic_features(n, genres=genres, seed=seed)
+    ids += id_offset
     rng = np.random.default_rng([seed, 1])
     artists = rng.integers(0, max(1, n // 7), size=n)
     meta = []
@@ -213,9 +218,15 @@ def import_fma(
 
 
 def import_synthetic(
-    settings: Settings, n: int, genres: int = 16, seed: int = 0, progress: Progress | None = None
+    settings: Settings,
+    n: int,
+    genres: int = 16,
+    seed: int = 0,
+    *,
+    progress: Progress | None = None,
+    id_offset: int = 0,
 ) -> ImportSummary:
     """``n`` synthetic rows -> ``tracks`` (elapsed includes generating them)."""
     started = time.perf_counter()
-    summary = import_rows(settings, synthetic_rows(n, genres, seed), progress)
+    summary = import_rows(settings, synthetic_rows(n, genres, seed, id_offset), progress)
     return replace(summary, elapsed_s=time.perf_counter() - started)

@@ -9,9 +9,14 @@ consumer group, so each gateway process sees every listener's messages and sever
 gateways run side by side (a listener may connect to any of them). At start-up the last
 ``CADENZA_GATEWAY_REPLAY_S`` seconds are read back only to fill the latest-list cache (so a
 listener who connects right after a gateway restart still gets their list at once); then
-each new message is pushed. The track topics are read back :data:`TRACKS_REPLAY_S` seconds
-at the first start (tracks announced while the catalogue's load may have read past them;
-readiness does not wait for them) and resumed where they were after a reconnection.
+each new message is pushed. At the first start the track topics are read back from the
+offsets of the catalogue snapshot the library loads first
+(:meth:`gateway.library.Library.snapshot_offsets`: every track announced since the
+snapshot; a partition it does not name from offset 0), after checking that the broker
+still holds every record from there (else :meth:`gateway.library.Library.refuse_snapshot`:
+the library scans MongoDB instead); without a snapshot, :data:`TRACKS_REPLAY_S` seconds
+(tracks announced while the scan may have read past them). Readiness does not wait for
+them; after a reconnection they resume where they were.
 Destinations: :class:`gateway.hub.Hub`, :class:`gateway.library.Library`; records that are
 not a valid ``Recommendation``, ``Trending``, ``TrackEvent`` or ``TrackAssigned`` (decoded by
 :func:`schemas.codec.decode`: any bytes, nesting, size or type) go to ``cadenza.dlq``
@@ -99,7 +104,8 @@ class Feed:
         if library is not None:
             self.names[settings.topic(TRACKS_NEW)] = "tracks.new"
             self.names[settings.topic(TRACKS_ASSIGNED)] = "tracks.assigned"
-        #: The next offset of each track topic partition, to resume there after a reconnection.
+        #: The next offset of each track topic partition (from its first seek on), to resume
+        #: there after a reconnection.
         self.positions: dict[TopicPartition, int] = {}
 
     async def run(self) -> None:
@@ -169,19 +175,43 @@ class Feed:
             {tp: tracks_since if is_tracks[tp] else since for tp in tps}
         )
         ends = await consumer.end_offsets(tps)
+        fresh = [tp for tp in tps if is_tracks[tp] and tp not in self.positions]
+        from_snapshot = await self._snapshot_starts(consumer, fresh, ends)
         replaying: dict[TopicPartition, int] = {}
         catching_up: dict[TopicPartition, int] = {}
         for tp in tps:
             found = starts.get(tp)
             start = int(found.offset) if found is not None else ends[tp]
             if is_tracks[tp]:
-                start = self.positions.get(tp, start)
+                start = self.positions.setdefault(tp, from_snapshot.get(tp, start))
             consumer.seek(tp, start)
             if start < ends[tp]:
                 replaying[tp] = ends[tp]
                 if not is_tracks[tp]:
                     catching_up[tp] = ends[tp]
         return replaying, catching_up
+
+    async def _snapshot_starts(
+        self, consumer: Any, fresh: list[TopicPartition], ends: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """Where the track topics' partitions without a position start: the offsets of the
+        catalogue snapshot the library loads first (0 for a partition it does not name),
+        when the broker holds every record from there to the log's end; else none (they read
+        :data:`TRACKS_REPLAY_S` back, and the library is told to scan MongoDB)."""
+        offsets = self.library.snapshot_offsets() if self.library is not None and fresh else None
+        if offsets is None:
+            return {}
+        starts = {tp: offsets.get(tp.topic, {}).get(tp.partition, 0) for tp in fresh}
+        firsts = await consumer.beginning_offsets(fresh)
+        for tp in fresh:
+            if not firsts[tp] <= starts[tp] <= ends[tp]:
+                assert self.library is not None
+                self.library.refuse_snapshot(
+                    f"{tp.topic}[{tp.partition}] from offset {starts[tp]}, the broker holds "
+                    f"{firsts[tp]} to {ends[tp]}: records deleted by retention, or the topic recreated"
+                )
+                return {}
+        return starts
 
     def _caught_up(self) -> None:
         self.error = None

@@ -22,6 +22,7 @@ PUBLIC: Final = {
     "genres": 1,
     "duration_s": 1,
     "cluster": 1,
+    "audio_path": 1,  # only whether there is one: ``playable``
 }
 #: Characters of a text parameter used (``q``, ``genre``, ``artist``).
 MAX_TEXT: Final = 200
@@ -29,7 +30,9 @@ MAX_PER_PAGE: Final = 100
 
 
 class Track(NamedTuple):
-    """A track's public fields (no features, no file path)."""
+    """A track's public fields (no features, no file path). ``playable``: the track has a
+    stored audio path (imported rows, e.g. FMA's ``features.csv``, have none: listed,
+    searchable and recommended, but the player cannot play them)."""
 
     track_id: int
     title: str = ""
@@ -39,6 +42,7 @@ class Track(NamedTuple):
     genres: tuple[int, ...] = ()
     duration_s: float = 0.0
     cluster: int | None = None
+    playable: bool = True
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Track:
@@ -53,6 +57,7 @@ class Track(NamedTuple):
             genres=tuple(int(g) for g in doc.get("genres") or ()),
             duration_s=float(doc.get("duration_s") or 0.0),
             cluster=cluster if isinstance(cluster, int) and not isinstance(cluster, bool) else None,
+            playable=bool(doc.get("audio_path")),
         )
 
     def json(self) -> dict[str, Any]:
@@ -67,6 +72,7 @@ class Track(NamedTuple):
             "duration_s": self.duration_s,
             "cluster": self.cluster,
             "audio_url": f"/audio/{self.track_id}",
+            "playable": self.playable,
         }
 
 

@@ -10,7 +10,7 @@
 import { api, getToken, setToken, clearToken, onUnauthorized, wsUrl, wsProtocols } from './js/api.js';
 import { fillIcons, setIcon, toast, formatTime, setBusy } from './js/dom.js';
 import { LiveConnection } from './js/live.js';
-import { Playback, displayTitle } from './js/playback.js';
+import { Playback, displayTitle, isPlayable } from './js/playback.js';
 import { Browse } from './js/browse.js';
 import { UpNextPanel, TrendingPanel, QueuePanel } from './js/panels.js';
 
@@ -72,7 +72,8 @@ const live = new LiveConnection({
 
 function queueTrack(track, source) {
   const title = track.title || `Track ${track.track_id}`;
-  if (playback.enqueue(track, source)) toast(`Added “${title}” to the queue.`, 'ok', 2200);
+  if (!isPlayable(track)) toast(`“${title}” has no audio on this server, so it can't be queued.`);
+  else if (playback.enqueue(track, source)) toast(`Added “${title}” to the queue.`, 'ok', 2200);
   else toast(`“${title}” is already in the queue.`);
 }
 

@@ -14,16 +14,18 @@ left out and counted under that reason.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import compress, islice
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from infra.mongo import Doc
 from schemas.features import FEATURE_SET_VERSION, N_FEATURES
@@ -49,6 +51,7 @@ _REASON: Final[dict[Kind, str]] = {
 #: Documents decoded per :func:`schemas.vectors.unpack_many` call.
 CHUNK: Final = 2000
 _PROJECTION: Final = {"features": 1, "genre_top": 1, "feature_set_version": 1}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -134,16 +137,15 @@ def load_tracks(
     """Read every track's vector (or those matching ``query``) in batches and validate them
     as they arrive (float32 blocks are kept, never the raw documents)."""
 
-    def stream() -> Iterator[Doc]:
-        cursor = db["tracks"].find(dict(query or {}), _PROJECTION, batch_size=batch_size)
-        seen = 0
-        for doc in cursor:
-            yield doc
-            seen += 1
-            if on_batch is not None and seen % batch_size == 0:
-                on_batch(batch_size)
-        if on_batch is not None and seen % batch_size:
-            on_batch(seen % batch_size)
+    def batches() -> Iterator[list[Mapping[str, Any]]]:
+        with db["tracks"].find(dict(query or {}), _PROJECTION, batch_size=batch_size) as cursor:
+            yield from _chunks(cursor, batch_size)
+
+    def stream() -> Iterator[Mapping[str, Any]]:
+        for batch in read_ahead(batches()):
+            yield from batch
+            if on_batch is not None:
+                on_batch(len(batch))
 
     try:
         return validate(stream())
@@ -153,9 +155,60 @@ def load_tracks(
         ) from None
 
 
-def count_tracks(db: Database[Doc]) -> int:
+def read_ahead(batches: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``batches``, produced by a thread up to ``depth`` ahead of the caller.
+
+    pymongo asks the server for a cursor's next batch only once the previous one is used
+    up; reading ahead lets the server prepare it (FerretDB: ~14 s to scan 106,574 tracks)
+    while this thread decodes the previous one (~3.5 s). A failure in the thread is raised
+    here; stopping early stops the thread."""
+    handoff: queue.Queue[T | _End] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: T | _End) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_End(None))
+        except BaseException as err:  # handed to the caller, raised there
+            put(_End(err))
+
+    worker = threading.Thread(target=produce, name="cadenza-read-ahead", daemon=True)
+    worker.start()
     try:
-        return int(db["tracks"].estimated_document_count())
+        while not isinstance(item := handoff.get(), _End):
+            yield item
+        if item.error is not None:
+            raise item.error
+    finally:
+        stop.set()
+        worker.join()
+
+
+@dataclass(frozen=True)
+class _End:
+    error: BaseException | None
+
+
+def count_tracks(db: Database[Doc]) -> int:
+    """Documents in ``tracks``, from the collection's statistics (``collStats``: 0.6 s at
+    106,574 tracks on FerretDB, where ``estimated_document_count`` scans them all, 16 s)."""
+    try:
+        try:
+            count = db.command("collStats", "tracks").get("count")
+        except OperationFailure:  # e.g. no such collection on some servers
+            count = None
+        return count if isinstance(count, int) else int(db["tracks"].estimated_document_count())
     except PyMongoError as err:
         raise RegistryError(f"counting tracks in database {db.name} failed ({err})") from None
 

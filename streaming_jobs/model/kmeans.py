@@ -6,20 +6,28 @@ Destination: a :class:`FitResult` holding the ``PipelineModel`` (StandardScaler 
 PCA -> KMeans), the k sweep (silhouette and cost per k) and the numpy export of the
 model (:class:`schemas.cluster_model.ClusterModel`).
 
-Steps: ``StandardScaler(withMean, withStd)`` is fitted once; a first ``PCA`` with every
-component gives the explained-variance curve, from which the smallest number of
-components reaching ``pca_variance`` is kept and PCA is fitted with it; then one
-``KMeans`` (k-means||, fixed seed) per k on the cached PCA coordinates, each scored by
-silhouette (Spark ``ClusteringEvaluator``, squared Euclidean). The best silhouette wins
-(the smaller k on a tie). Array-to-vector conversion happens before the pipeline
-(``array_to_vector`` is not a pipeline stage), so the pipeline's input column is
+Steps: ``StandardScaler(withMean, withStd)`` is fitted once; the explained-variance curve
+of every component (given by the caller, computed with numpy by :func:`variance_ratios`
+from the matrix it already holds, or else from a first Spark ``PCA`` with every component)
+gives the smallest number of components reaching ``pca_variance``, and PCA is fitted with
+it; then one ``KMeans`` (k-means||, fixed seed) per k on the cached PCA coordinates, each
+scored by silhouette (Spark ``ClusteringEvaluator``, squared Euclidean). The best
+silhouette wins (the smaller k on a tie). Array-to-vector conversion happens before the
+pipeline (``array_to_vector`` is not a pipeline stage), so the pipeline's input column is
 ``vector``.
+
+Speed: a DataFrame made from local data (:func:`streaming_jobs.model.dataset.to_spark`:
+one partition per Arrow batch of 10,000 rows, the rows inside the partition objects)
+ships those rows with every task of every later stage, cached or not: at 106,574 tracks
+441 MB per stage, and K-Means runs dozens of stages. The training rows are therefore
+repartitioned (one shuffle, to the default parallelism) before they are cached, so the
+later stages read cached blocks only.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
@@ -96,7 +104,7 @@ class FitResult:
     pipeline: PipelineModel
     best: SweepPoint
     n_components: int
-    variance_ratios: NDArray[np.float64]  # of every component of the first PCA fit
+    variance_ratios: NDArray[np.float64]  # of every component (numpy, or a first PCA fit)
     sweep: list[SweepPoint]
     n_train: int
     timings: dict[str, float] = field(default_factory=dict)
@@ -140,13 +148,53 @@ def components_for(variance_ratios: Sequence[float] | NDArray[np.float64], targe
     return max(min(2, ratios.size), n)
 
 
+def variance_ratios(
+    matrix: NDArray[np.float64], rows: NDArray[np.bool_] | None = None, chunk: int = 16384
+) -> NDArray[np.float64]:
+    """Each principal component's share of the variance of ``matrix`` (only ``rows``, if
+    given), largest first: what Spark's ``PCA(k=all)`` reports as ``explainedVariance``
+    after ``StandardScaler(withMean, withStd)`` (unbiased std; a constant column scales to
+    0), from one numpy pass over the matrix, ``chunk`` rows at a time (no copy of it)."""
+    n_features = matrix.shape[1]
+
+    def blocks() -> Iterator[NDArray[np.float64]]:
+        for start in range(0, matrix.shape[0], chunk):
+            block = matrix[start : start + chunk]
+            yield block if rows is None else block[rows[start : start + chunk]]
+
+    n, total = 0, np.zeros(n_features)
+    for block in blocks():
+        n += block.shape[0]
+        total += block.sum(axis=0)
+    if n < 2:
+        raise NoTrainingDataError(f"{n} training track(s): too few for PCA")
+    mean = total / n
+    squares = np.zeros(n_features)
+    for block in blocks():
+        squares += ((block - mean) ** 2).sum(axis=0)
+    std = np.sqrt(squares / (n - 1))
+    scale = np.divide(1.0, std, out=np.zeros(n_features), where=std > 0)
+    gram = np.zeros((n_features, n_features))
+    for block in blocks():
+        z = (block - mean) * scale
+        gram += z.T @ z
+    eigen = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
+    return eigen / eigen.sum() if eigen.sum() > 0 else np.full(n_features, 1.0 / n_features)
+
+
 def pick_best(sweep: Sequence[SweepPoint]) -> SweepPoint:
     """Highest silhouette; the smaller k on a tie."""
     return max(sweep, key=lambda p: (p.silhouette, -p.k))
 
 
-def fit(train: DataFrame, config: TrainConfig, progress: Progress | None = None) -> FitResult:
-    """Fit scaler, PCA and one K-Means per k on ``train`` (column ``vector``)."""
+def fit(
+    train: DataFrame,
+    config: TrainConfig,
+    progress: Progress | None = None,
+    ratios: NDArray[np.float64] | None = None,
+) -> FitResult:
+    """Fit scaler, PCA and one K-Means per k on ``train`` (column ``vector``); ``ratios``: the
+    explained-variance curve of ``train`` (:func:`variance_ratios`), else Spark computes it."""
     from pyspark.ml import PipelineModel
     from pyspark.ml.clustering import KMeans
     from pyspark.ml.evaluation import ClusteringEvaluator
@@ -154,7 +202,9 @@ def fit(train: DataFrame, config: TrainConfig, progress: Progress | None = None)
 
     progress = progress or NullProgress()
     timings: dict[str, float] = {}
-    data = train.select("id", INPUT_COL).cache()
+    # A shuffle, so that later stages no longer carry the rows of a local DataFrame.
+    parallelism = train.sparkSession.sparkContext.defaultParallelism
+    data = train.select("id", INPUT_COL).repartition(parallelism).cache()
     scaled: DataFrame | None = None
     projected: DataFrame | None = None
     try:
@@ -179,10 +229,13 @@ def fit(train: DataFrame, config: TrainConfig, progress: Progress | None = None)
         timings["scaler_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        progress.stage("fitting PCA (all components)")
         n_features = len(scaler.mean)
-        full = PCA(k=n_features, inputCol=SCALED_COL, outputCol=PCA_COL).fit(scaled)
-        ratios = np.asarray(full.explainedVariance.toArray(), dtype=np.float64)
+        if ratios is None:
+            progress.stage("fitting PCA (all components)")
+            full = PCA(k=n_features, inputCol=SCALED_COL, outputCol=PCA_COL).fit(scaled)
+            ratios = np.asarray(full.explainedVariance.toArray(), dtype=np.float64)
+        elif len(ratios) != n_features:
+            raise TrainingConfigError(f"{len(ratios)} variance ratios for {n_features} features")
         n_components = components_for(ratios, config.pca_variance)
         progress.note(
             f"PCA keeps {n_components} of {n_features} components "

@@ -49,7 +49,7 @@ from streaming_jobs.model.dataset import (
     to_spark,
 )
 from streaming_jobs.model.evaluation import Evaluation, evaluate
-from streaming_jobs.model.kmeans import FitResult, TrainConfig, fit, predict
+from streaming_jobs.model.kmeans import FitResult, TrainConfig, fit, predict, variance_ratios
 from streaming_jobs.model.progress import NullProgress, Progress
 
 if TYPE_CHECKING:
@@ -175,8 +175,13 @@ def run_training(
         )
 
     started = time.perf_counter()
+    progress.stage("explained variance of every PCA component (numpy)")
+    ratios = variance_ratios(table.matrix, ~holdout)
+    timings["variance_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
     frame = to_spark(spark, table.ids, table.matrix, holdout)
-    fitted = fit(frame.where(~frame["holdout"]), config, progress)
+    fitted = fit(frame.where(~frame["holdout"]), config, progress, ratios)
     timings.update(fitted.timings)
     progress.stage("assigning every track with the fitted pipeline")
     ids, clusters, coords = predict(fitted.pipeline, frame)

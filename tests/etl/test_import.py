@@ -115,11 +115,21 @@ def test_documents_have_the_track_doc_shape() -> None:
         assert unpack(doc["features"]).shape == (N_FEATURES,)
 
 
+def test_an_id_offset_moves_every_synthetic_id_and_nothing_else() -> None:
+    rows, moved = synthetic_rows(50, seed=2), synthetic_rows(50, seed=2, id_offset=10_000)
+    assert (moved.ids == rows.ids + 10_000).all()
+    assert (moved.matrix == rows.matrix).all()
+    assert [m["genre_top"] for m in moved.meta] == [m["genre_top"] for m in rows.meta]
+    assert all(m["audio_path"] is None for m in moved.meta)  # imported rows: not playable
+
+
 def test_bad_arguments_and_files_are_actionable_errors(tmp_path: Path, fma_root: Path) -> None:
     with pytest.raises(EtlError, match="--genres must be between 1 and 16"):
         synthetic_rows(10, genres=17)
     with pytest.raises(EtlError, match="positive number"):
         synthetic_rows(0)
+    with pytest.raises(EtlError, match="--id-offset must not be negative"):
+        synthetic_rows(10, id_offset=-1)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(MetadataError, match=r"tracks\.csv not found"):

@@ -33,9 +33,11 @@ from pymongo.database import Database
 from infra.kafka_clients import consumer
 from infra.settings import Settings, child_env
 from infra.stack.process import free_port
+from schemas.cluster_model import load_current
 from schemas.codec import decode
 from schemas.events import PlayEvent
 from schemas.topics import PLAYS
+from streaming_jobs.model.snapshot import write_snapshot
 from tests.recommender_stream.conftest import Worker, trained  # noqa: F401
 
 pytestmark = [pytest.mark.stack, pytest.mark.spark, pytest.mark.e2e]
@@ -229,6 +231,9 @@ def test_listener_plays_skips_and_up_next_follows(
     root = settings.audio_root
     root.mkdir(parents=True, exist_ok=True)
     clusters = write_audio(db, root)
+    # The audio paths were written behind the topics' back: write the catalogue snapshot
+    # again, as `cadenza model snapshot` does, so the gateway's cold start sees them.
+    write_snapshot(db, settings, load_current(settings.models_path))
     # A track of a known cluster whose title only it matches (so the search finds just it).
     titles = {int(d["_id"]): str(d["title"]) for d in db.tracks.find({}, {"title": 1})}
     cluster = min(clusters.values())

@@ -94,6 +94,7 @@ def test_pages_and_totals() -> None:
         "duration_s": 0.0,
         "cluster": None,
         "audio_url": "/audio/3",
+        "playable": True,
     }
 
 

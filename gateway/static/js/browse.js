@@ -3,11 +3,15 @@
 // the track list (.track-row[data-track-id] with a .play button, + queue, radio) and
 // "Load more" paging. Endpoints: GET /api/tracks?q=&genre=&artist=&page=&per_page=,
 // GET /api/genres. Stale responses are dropped (aborted) when the filters change.
+// A track with `playable: false` (no audio on this server, e.g. imported features only) is
+// listed as .track-row.is-unplayable: a "No audio" label, play and queue buttons disabled
+// (with a tooltip saying why); "Start radio" still works from it.
 
 import { api, rememberTracks } from './api.js';
 import { h, icon, debounce, formatTime, formatNumber, toast } from './dom.js';
 
 const PER_PAGE = 50;
+export const NOT_PLAYABLE = 'Not playable: this track has no audio on this server (features only)';
 
 export class Browse {
   constructor(els, { onPlay, onQueue, onRadio }) {
@@ -164,19 +168,30 @@ export class Browse {
     if (!row) return;
     const track = this.byId.get(row.dataset.trackId);
     if (!track) return;
-    if (ev.target.closest('.queue-add')) this.onQueue(track);
-    else if (ev.target.closest('.radio')) this.onRadio(track);
+    if (ev.target.closest('.radio')) this.onRadio(track);
     else if (ev.target.closest('.t-artist')) { if (track.artist) this.setFilter('artist', track.artist); }
+    else if (track.playable === false) toast(`“${track.title || `Track ${track.track_id}`}” has no audio here, so it can't be played or queued. “Start radio” plays similar tracks.`);
+    else if (ev.target.closest('.queue-add')) this.onQueue(track);
     else this.onPlay(track); // the .play button or anywhere else on the row
   }
 
   _row(t) {
     const title = t.title || `Track ${t.track_id}`;
-    const row = h('li', { class: 'track-row', dataset: { trackId: t.track_id } },
-      h('span', { class: 't-num' },
-        h('button', { class: 'icon-btn play', type: 'button', 'aria-label': `Play ${title}`, title: 'Play' }, icon('play', 18))),
+    const unplayable = t.playable === false;
+    const row = h('li', {
+      class: `track-row${unplayable ? ' is-unplayable' : ''}`,
+      dataset: { trackId: t.track_id },
+      'aria-disabled': unplayable ? 'true' : null,
+    },
+      h('span', { class: 't-num', title: unplayable ? NOT_PLAYABLE : null },
+        h('button', {
+          class: 'icon-btn play', type: 'button', disabled: unplayable,
+          'aria-label': unplayable ? `${title}: not playable, no audio` : `Play ${title}`,
+          title: unplayable ? NOT_PLAYABLE : 'Play',
+        }, icon('play', 18))),
       h('span', { class: 't-main' },
-        h('span', { class: 't-title' }, title),
+        h('span', { class: 't-title' }, title,
+          unplayable ? h('span', { class: 'tag no-audio', title: NOT_PLAYABLE }, 'No audio') : null),
         t.artist
           ? h('button', { class: 't-artist', type: 'button', title: `Only tracks by ${t.artist}` }, t.artist)
           : h('span', { class: 't-artist muted' }, 'Unknown artist')),
@@ -184,7 +199,10 @@ export class Browse {
       h('span', { class: 't-genre' }, t.genre_top ? h('span', { class: 'tag' }, t.genre_top) : ''),
       h('span', { class: 't-dur' }, Number(t.duration_s) > 0 ? formatTime(Number(t.duration_s)) : ''),
       h('span', { class: 't-actions' },
-        h('button', { class: 'icon-btn queue-add', type: 'button', 'aria-label': `Add ${title} to queue`, title: 'Add to queue' }, icon('queue', 18)),
+        h('button', {
+          class: 'icon-btn queue-add', type: 'button', disabled: unplayable,
+          'aria-label': `Add ${title} to queue`, title: unplayable ? NOT_PLAYABLE : 'Add to queue',
+        }, icon('queue', 18)),
         h('button', { class: 'icon-btn radio', type: 'button', 'aria-label': `Start radio from ${title}`, title: 'Start radio' }, icon('radio', 18))));
     if (this.playingId === String(t.track_id)) row.classList.add('is-current');
     return row;

@@ -2,7 +2,9 @@
 // The three live lists around the catalogue:
 //  * UpNextPanel  — "Up next for you" (#upnext > .upnext-item[data-track-id] with .reason),
 //    fed by GET /api/recommendations at start and websocket "recommendations" messages;
-//    ignores lists for another user or older than the one shown; flashes on change.
+//    ignores lists for another user or older than the one shown; flashes on change. Items
+//    whose track has no audio (`playable: false` from GET /api/tracks/{id}, cached) are shown
+//    as .is-unplayable: "No audio", play and queue disabled.
 //  * TrendingPanel — latest window per cluster from websocket "trending" messages, top tracks
 //    merged and ranked by plays; titles looked up with GET /api/tracks/{id} (cached).
 //  * QueuePanel   — the playback queue (#queue > .queue-item[data-track-id]).
@@ -11,6 +13,7 @@
 import { getTrack, peekTrack } from './api.js';
 import { h, icon, flash, formatNumber } from './dom.js';
 import { displayTitle } from './playback.js';
+import { NOT_PLAYABLE } from './browse.js';
 
 const TRENDING_SHOWN = 8;
 
@@ -36,6 +39,27 @@ function titleNodes(id, title, artist) {
     }
   }
   return [titleEl, artistEl];
+}
+
+/** Show an item (li with .play and .queue-add buttons) as not playable (CSS adds "No audio"). */
+function markUnplayable(li) {
+  if (li.classList.contains('is-unplayable')) return;
+  li.classList.add('is-unplayable');
+  li.title = NOT_PLAYABLE;
+  for (const b of li.querySelectorAll('.play, .queue-add')) {
+    b.disabled = true;
+    b.title = NOT_PLAYABLE;
+  }
+}
+
+/** Mark ``li`` once its track is known to have no audio (from the cache, or looked up). */
+function markIfUnplayable(li, id) {
+  const known = peekTrack(id);
+  if (known) {
+    if (known.playable === false) markUnplayable(li);
+    return;
+  }
+  getTrack(id).then((t) => { if (t?.playable === false) markUnplayable(li); }).catch(() => { /* unknown: playable */ });
 }
 
 export class UpNextPanel {
@@ -94,7 +118,7 @@ export class UpNextPanel {
         const id = Number(item.track_id);
         const [titleEl, artistEl] = titleNodes(id, item.title, item.artist);
         const isNew = markNew && !prevIds.has(String(item.track_id));
-        return h('li', {
+        const li = h('li', {
           class: `upnext-item${isNew ? ' is-new' : ''}`,
           dataset: { trackId: id, cluster: item.cluster },
           title: Number.isFinite(Number(item.score)) ? `score ${Number(item.score).toFixed(3)}` : null,
@@ -102,6 +126,8 @@ export class UpNextPanel {
         h('button', { class: 'icon-btn play', type: 'button', 'aria-label': 'Play' }, icon('play', 18)),
         h('span', { class: 'item-text' }, titleEl, artistEl, h('span', { class: 'reason' }, item.reason || '')),
         h('button', { class: 'icon-btn queue-add', type: 'button', 'aria-label': 'Add to queue', title: 'Add to queue' }, icon('queue', 18)));
+        markIfUnplayable(li, id);
+        return li;
       }));
     }
     this.renderMeta();

@@ -7,9 +7,13 @@
 // are left, the top "Up next" recommendations not already queued are appended (falling
 // back to tracks similar to the current one). Audio comes from /audio/<id> (the session cookie).
 // Missing track details are fetched with GET /api/tracks/{id} (cached).
+// A track known to have no audio (`playable: false`, e.g. imported features only) is never
+// loaded: playing it says so, radio and top-ups leave it out, and a queued one is passed
+// over with a note. An entry whose playability is unknown (an "Up next" item) is looked up
+// when its audio fails, so it reads "not playable", never "couldn't play".
 // Dispatches 'change' whenever the queue, the current track, radio or like state changes.
 
-import { api, audioUrl, getTrack, rememberTracks } from './api.js';
+import { api, audioUrl, getTrack, peekTrack, rememberTracks } from './api.js';
 import { toast } from './dom.js';
 
 const LOW_WATER = 3;     // radio tops the queue up when fewer upcoming tracks than this
@@ -28,11 +32,23 @@ function normalize(t) {
     genre_top: typeof t.genre_top === 'string' ? t.genre_top : null,
     duration_s: Number.isFinite(Number(t.duration_s)) && Number(t.duration_s) > 0 ? Number(t.duration_s) : null,
     audio_url: typeof t.audio_url === 'string' ? t.audio_url : null,
+    playable: typeof t.playable === 'boolean' ? t.playable : null, // null: not known yet
   };
 }
 
 export function displayTitle(track) {
   return track.title || `Track ${track.track_id}`;
+}
+
+/** false when the track (or what the track cache knows of it) has no audio; else true. */
+export function isPlayable(track) {
+  if (track?.playable === false) return false;
+  if (track?.playable === true) return true;
+  return peekTrack(Number(track?.track_id))?.playable !== false;
+}
+
+function notPlayable(track) {
+  toast(`“${displayTitle(track)}” has no audio on this server (features only), so it can't be played.`);
 }
 
 export class Playback extends EventTarget {
@@ -69,6 +85,10 @@ export class Playback extends EventTarget {
   /** Play a track right now: it goes after the current entry, the rest of the queue stays. */
   playNow(track, source = 'browse') {
     const t = normalize(track);
+    if (!isPlayable(t)) {
+      notPlayable(t);
+      return;
+    }
     const cur = this.current;
     if (cur && this.instance && cur.track.track_id === t.track_id) {
       if (this.audio.ended || this.audio.error) this._load(this.index);
@@ -180,6 +200,7 @@ export class Playback extends EventTarget {
   /** Append to the queue; returns false if it is already waiting there. */
   enqueue(track, source = 'browse') {
     const t = normalize(track);
+    if (!isPlayable(t)) return false;
     if (this.queue.slice(this.index + 1).some((e) => e.track.track_id === t.track_id)) return false;
     this.queue.push(this._entry(t, source));
     this._emit();
@@ -211,7 +232,13 @@ export class Playback extends EventTarget {
     const radio = { id: ++this._radioSeq, seed: t, loading: true };
     this.radio = radio;
     const cur = this.current;
-    if (cur && this.instance && cur.track.track_id === t.track_id && !this.audio.ended) {
+    const seedPlays = isPlayable(t);
+    if (!seedPlays) {
+      // The seed has no audio: the radio is its similar tracks, starting with the first.
+      this.queue = cur && this.instance ? [cur] : [];
+      this.index = this.queue.length - 1;
+      this._emit();
+    } else if (cur && this.instance && cur.track.track_id === t.track_id && !this.audio.ended) {
       this.queue = [cur];
       this.index = 0;
       this._emit();
@@ -227,9 +254,12 @@ export class Playback extends EventTarget {
       const items = Array.isArray(res?.items) ? res.items : [];
       rememberTracks(items);
       const added = this._append(items, 'radio');
+      if (!seedPlays && added) this._load(this.index + 1);
       toast(added
         ? `Radio from “${displayTitle(t)}”: ${added} similar tracks queued.`
-        : `Radio from “${displayTitle(t)}”: following your recommendations.`, 'ok');
+        : seedPlays
+          ? `Radio from “${displayTitle(t)}”: following your recommendations.`
+          : `Radio from “${displayTitle(t)}”: none of its similar tracks has audio yet; following your recommendations.`, 'ok');
     } catch (err) {
       if (this.radio !== radio || err.status === 401) return;
       toast(`Couldn't load similar tracks: ${err.message}`, 'error');
@@ -301,7 +331,7 @@ export class Playback extends EventTarget {
     let added = 0;
     for (const item of items) {
       const id = Number(item?.track_id);
-      if (!Number.isFinite(id) || have.has(id)) continue;
+      if (!Number.isFinite(id) || have.has(id) || !isPlayable(item)) continue;
       this.queue.push(this._entry(item, source));
       have.add(id);
       added += 1;
@@ -314,6 +344,10 @@ export class Playback extends EventTarget {
   _load(i) {
     const e = this.queue[i];
     if (!e) return;
+    if (!isPlayable(e.track)) {
+      this._passOver(i);
+      return;
+    }
     this.index = i;
     if (this.index > KEEP_HISTORY) {
       const drop = this.index - KEEP_HISTORY;
@@ -385,10 +419,46 @@ export class Playback extends EventTarget {
     this.next({ auto: true });
   }
 
+  /** Take the entry at ``i`` (known to have no audio) out of the queue, say so, go on. */
+  _passOver(i) {
+    const [e] = this.queue.splice(i, 1);
+    notPlayable(e.track);
+    if (i <= this.index) {
+      this.index -= 1;
+      if (i === this.index + 1) this.instance = null; // it was the current entry
+    }
+    if (i > this.index && this.queue[i]) this._load(i);
+    else {
+      this._emit();
+      this.topUp();
+    }
+  }
+
   _onError() {
     const inst = this.instance;
     if (!inst || !this.audio.getAttribute('src')) return;
     const e = this.current;
+    if (e && e.track.playable !== true) {
+      // Known, or (an "Up next" item) looked up, to have no audio: say that, not "broken".
+      const lookup = e.track.playable === false ? Promise.resolve(e.track) : getTrack(e.track.track_id);
+      lookup.then((full) => {
+        if (this.instance !== inst) return;
+        e.track.playable = full?.playable !== false;
+        if (e.track.playable) {
+          this._onError();
+          return;
+        }
+        this.audio.removeAttribute('src');
+        this.audio.load();
+        this.instance = null;
+        this._passOver(this.index);
+      }).catch(() => {
+        if (this.instance !== inst) return;
+        e.track.playable = true;
+        this._onError();
+      });
+      return;
+    }
     const title = e ? displayTitle(e.track) : `track ${inst.trackId}`;
     this.errors += 1;
     api.me().catch(() => { /* a 401 here signs the listener out; other errors: the file itself */ });

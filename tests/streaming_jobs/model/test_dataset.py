@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,15 @@ from pymongo.database import Database
 
 from schemas.features import FEATURE_SET_VERSION, N_FEATURES
 from schemas.vectors import SUBTYPE, pack
-from streaming_jobs.model.dataset import EXCLUSION_REASONS, holdout_mask, load_tracks, play_counts, validate
+from streaming_jobs.model.dataset import (
+    EXCLUSION_REASONS,
+    count_tracks,
+    holdout_mask,
+    load_tracks,
+    play_counts,
+    read_ahead,
+    validate,
+)
 from tests._vectors import half_packed
 from tests.streaming_jobs._catalogue import make_catalogue
 
@@ -66,6 +75,13 @@ def test_holdout_is_seeded_per_track_and_stable_under_additions() -> None:
     more = np.concatenate([ids, np.arange(50000, 50100, dtype=np.int64)])
     assert np.array_equal(holdout_mask(more, 0.2, 42)[: ids.size], mask)
     assert not holdout_mask(ids, 0.0, 42).any()
+
+
+@pytest.mark.stack
+def test_count_tracks_reads_the_collections_statistics(db: Db) -> None:
+    assert count_tracks(db) == 0  # no collection yet
+    db.tracks.insert_many([{"_id": i} for i in range(1, 6)])
+    assert count_tracks(db) == 5
 
 
 @pytest.mark.stack
@@ -128,3 +144,30 @@ def test_play_counts_are_most_played_first(db: Db) -> None:
     )
     assert play_counts(db) == [(7, 3), (9, 2), (5, 1)]
     assert play_counts(db, limit=1) == [(7, 3)]
+
+
+def test_read_ahead_keeps_order_raises_the_readers_error_and_stops_early() -> None:
+    assert list(read_ahead(iter([[1], [2, 3], []]))) == [[1], [2, 3], []]
+
+    def failing() -> Iterator[list[int]]:
+        yield [1]
+        raise ValueError("the server went away")
+
+    got: list[list[int]] = []
+    with pytest.raises(ValueError, match="went away"):
+        got.extend(read_ahead(failing()))
+    assert got == [[1]]
+
+    produced: list[int] = []
+
+    def endless() -> Iterator[list[int]]:
+        i = 0
+        while True:
+            produced.append(i)
+            yield [i]
+            i += 1
+
+    ahead = read_ahead(endless(), depth=2)
+    assert next(ahead) == [0]
+    ahead.close()  # the reader stops instead of reading on
+    assert len(produced) <= 5
