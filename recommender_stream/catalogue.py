@@ -37,6 +37,10 @@ class Catalogue:
     clusters: list[int] = field(default_factory=list)
     titles: list[str] = field(default_factory=list)
     artists: list[str] = field(default_factory=list)
+    #: Whether each track has audio (imported feature rows have none): while any track has,
+    #: those without are never recommended, for the listener could not play them.
+    playable: list[bool] = field(default_factory=list)
+    playable_count: int = 0
     _coords: NDArray[np.float32] = field(default_factory=lambda: np.empty((0, 0), dtype=np.float32))
     _pos: dict[int, int] = field(default_factory=dict)
     _members: dict[int, list[int]] = field(default_factory=dict)
@@ -61,7 +65,14 @@ class Catalogue:
     # --- building -----------------------------------------------------------------------
 
     def add(
-        self, track_id: int, cluster: int, coords: NDArray[np.floating], title: str = "", artist: str = ""
+        self,
+        track_id: int,
+        cluster: int,
+        coords: NDArray[np.floating],
+        title: str = "",
+        artist: str = "",
+        *,
+        playable: bool = True,
     ) -> None:
         """Add (or move) one track."""
         vector = np.asarray(coords, dtype=np.float32).reshape(-1)
@@ -76,6 +87,8 @@ class Catalogue:
                 self._member_blocks.pop(old, None)
                 self._members.setdefault(cluster, []).append(pos)
             self.clusters[pos], self.titles[pos], self.artists[pos] = cluster, title, artist
+            self.playable_count += int(playable) - int(self.playable[pos])
+            self.playable[pos] = playable
             self._coords[pos] = vector
             self._member_arrays.pop(cluster, None)
             self._member_blocks.pop(cluster, None)
@@ -91,6 +104,8 @@ class Catalogue:
         self.clusters.append(int(cluster))
         self.titles.append(title)
         self.artists.append(artist)
+        self.playable.append(playable)
+        self.playable_count += int(playable)
         self._pos[int(track_id)] = pos
         self._members.setdefault(int(cluster), []).append(pos)
         self._member_arrays.pop(int(cluster), None)
@@ -103,16 +118,23 @@ class Catalogue:
         features: NDArray[np.floating] | Sequence[float],
         title: str = "",
         artist: str = "",
+        *,
+        playable: bool = True,
     ) -> int:
         """Assign a raw feature vector with the model and add it; returns its cluster."""
         if self.model is None:
             raise ValueError("no current model: train one with `cadenza model train`")
         coords = self.model.transform(np.asarray(features, dtype=np.float64).reshape(1, -1))[0]
         cluster = int(self.model.assign(np.asarray(features, dtype=np.float64).reshape(1, -1))[0])
-        self.add(track_id, cluster, coords, title, artist)
+        self.add(track_id, cluster, coords, title, artist, playable=playable)
         return cluster
 
     # --- queries ------------------------------------------------------------------------
+
+    def recommendable(self, pos: int) -> bool:
+        """Whether the track may be recommended: it has audio, or no track has (a catalogue
+        of feature rows alone is still browsed and recommended)."""
+        return self.playable[pos] or self.playable_count == 0
 
     def position(self, track_id: int) -> int | None:
         return self._pos.get(track_id)

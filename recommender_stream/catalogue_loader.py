@@ -78,12 +78,13 @@ def load_catalogue(db: Database[Doc], model: ClusterModel | None) -> Loaded:
                     coords[i],
                     str(doc.get("title") or ""),
                     str(doc.get("artist") or ""),
+                    playable=bool(doc.get("audio_path")),
                 )
         dropped = len(docs) - len(kept)
         docs.clear()
         return dropped
 
-    projection = {"features": 1, "title": 1, "artist": 1, "feature_set_version": 1}
+    projection = {"features": 1, "title": 1, "artist": 1, "feature_set_version": 1, "audio_path": 1}
     try:
         for doc in db.tracks.find({}, projection, batch_size=BATCH):
             docs.append(doc)
@@ -120,11 +121,12 @@ def catalogue_from_snapshot(snapshot: CatalogueSnapshot, model: ClusterModel) ->
         raise SnapshotError(f"snapshot of {snapshot.model_version}: a bad meta row ({err})") from None
     catalogue = Catalogue(model=model, dims=dims)
     coords = snapshot.coords[placed]
+    audio = snapshot.playable[placed].tolist()
     # One add per track: 0.3 s for 106,574 tracks of 60 dimensions (no bulk path needed yet).
     for i, (track_id, cluster) in enumerate(
         zip(snapshot.ids[placed].tolist(), snapshot.clusters[placed].tolist(), strict=True)
     ):
-        catalogue.add(track_id, cluster, coords[i], titles[i], artists[i])
+        catalogue.add(track_id, cluster, coords[i], titles[i], artists[i], playable=audio[i])
     left_out = len(snapshot) - len(index)
     return Loaded(catalogue, len(catalogue), left_out)
 

@@ -40,6 +40,7 @@ class Arrival(NamedTuple):
     features: NDArray[np.float64]
     title: str
     artist: str
+    playable: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,8 @@ class Processor:
         for track_id in [t for t in self.arrived if t in catalogue]:
             del self.arrived[track_id]
         if catalogue.model is not None:
-            for track_id, (features, title, artist) in self.arrived.items():
-                catalogue.add_vector(track_id, features, title, artist)
+            for track_id, (features, title, artist, playable) in self.arrived.items():
+                catalogue.add_vector(track_id, features, title, artist, playable=playable)
         self.catalogue = catalogue
 
     def on_track(self, record: Record) -> list[Output]:
@@ -192,15 +193,18 @@ class Processor:
             event = decode(TrackEvent, record.value)
         except SchemaError as err:
             return [self._dead(record, err)]
+        playable = bool(event.audio_path)
         self.arrived[event.track_id] = Arrival(
-            np.asarray(event.features, dtype=np.float64), event.title, event.artist
+            np.asarray(event.features, dtype=np.float64), event.title, event.artist, playable
         )
         self.arrived.move_to_end(event.track_id)
         while len(self.arrived) > self.arrivals_kept:
             self.arrived.popitem(last=False)
         if self.catalogue.model is None:
             return []  # nothing to place it with yet; the catalogue reload will pick it up
-        self.catalogue.add_vector(event.track_id, event.features, event.title, event.artist)
+        self.catalogue.add_vector(
+            event.track_id, event.features, event.title, event.artist, playable=playable
+        )
         self.metrics.track_added()
         return []
 

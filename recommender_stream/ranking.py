@@ -14,7 +14,9 @@ Candidates, each with a score and the reason shown to the listener:
 * with no history (cold start): trending everywhere ("trending now"), then the most
   played ("popular on Cadenza").
 
-Never the last N played or recently skipped tracks. Then maximal marginal relevance
+Never the last N played or recently skipped tracks, nor, while any track has audio, a
+track without (imported feature rows: the listener could not play it). Then maximal
+marginal relevance
 picks K of the best 4K of them (``lambda_`` trades score against similarity to what is already
 picked); if fewer than K candidates exist, the rest of the catalogue fills in by
 cluster affinity, popularity and id, so the list has K tracks whenever the catalogue
@@ -67,9 +69,11 @@ def candidates(
     weights = _weights(state, now, half_life_s)
     found: dict[int, Pick] = {}
 
+    recommendable = catalogue.recommendable
+
     def offer(pos: int, score: float, reason: str) -> None:
         track = catalogue.ids[pos]
-        if track in excluded:
+        if track in excluded or not recommendable(pos):
             return
         current = found.get(pos)
         if current is None or score > current.score or (score == current.score and reason < current.reason):
@@ -183,7 +187,7 @@ def fill(
     def take(positions: Iterable[int], score: float, reason: str) -> bool:
         for pos in positions:
             track = catalogue.ids[pos]
-            if track not in excluded:
+            if track not in excluded and catalogue.recommendable(pos):
                 excluded.add(track)
                 picked.append(Pick(track, score, reason, catalogue.clusters[pos]))
                 if len(picked) >= k:

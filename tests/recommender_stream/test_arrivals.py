@@ -68,3 +68,19 @@ def test_a_catalogue_load_that_fails_is_tried_again_with_backoff() -> None:
     assert asyncio.run(load_until_done(load, first_s=0.05, max_s=0.1)) is loaded
     assert len(attempts) == 3
     assert attempts[2] - attempts[1] >= attempts[1] - attempts[0] >= 0.05
+
+
+def test_a_track_announced_without_audio_is_placed_but_not_playable() -> None:
+    from tests.recommender_stream.test_snapshot_start import _model
+
+    p = processor(kept=10)
+    p.replace_catalogue(Catalogue(model=_model(), dims=4))
+    for track_id, audio in ((1, "1.mp3"), (2, None)):
+        event = TrackEvent(track_id=track_id, audio_path=audio, features=[0.5 * track_id] * N_FEATURES)
+        assert p.on_track(Record("tracks", 0, track_id, None, encode(event))) == []
+    cat = p.catalogue
+    assert [cat.playable[cat.position(t) or 0] for t in (1, 2)] == [True, False]
+    assert cat.playable_count == 1 and cat.recommendable(cat.position(1) or 0)
+    assert not cat.recommendable(cat.position(2) or 0)
+    # Kept for the next reload with the flag.
+    assert (p.arrived[1].playable, p.arrived[2].playable) == (True, False)

@@ -142,3 +142,42 @@ def test_nearest_neighbours_match_a_brute_force_scan_whatever_was_asked_before(
             got = cat.nearest(pos, count)
             assert [p for p, _ in got] == expected[:count]
             assert all(abs(dist - d[p]) < 1e-3 for p, dist in got)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=events_strategy,
+    n=st.integers(12, 40),
+    k=st.integers(1, 5),
+    seed=st.integers(0, 5),
+    audio_every=st.integers(2, 4),
+)
+def test_tracks_without_audio_are_never_recommended_while_any_has_audio(
+    events: list[tuple[int, str, float]], n: int, k: int, seed: int, audio_every: int
+) -> None:
+    """A catalogue of a few tracks with audio among imported rows (the full-size demo): only
+    playable tracks are offered, as many as there are to offer; with no audio at all (a
+    catalogue of feature rows alone) every track may be."""
+    mixed = make_catalogue(n, k, seed)
+    for pos, track in enumerate(mixed.ids):
+        mixed.add(
+            track,
+            mixed.clusters[pos],
+            mixed.coords([pos])[0],
+            mixed.titles[pos],
+            mixed.artists[pos],
+            playable=pos % audio_every == 0,
+        )
+    state = build_state(mixed, events)
+    picks = recommend(state, mixed, {}, {}, k=10, now=7200.0, half_life_s=LIMITS.half_life_s)
+    playable = {t for pos, t in enumerate(mixed.ids) if mixed.playable[pos]}
+    assert {p.track_id for p in picks} <= playable
+    allowed = playable - set(state.recent) - set(state.skipped)
+    assert len(picks) == min(10, len(allowed))
+
+    silent = make_catalogue(n, k, seed)
+    for pos, track in enumerate(silent.ids):
+        silent.add(track, silent.clusters[pos], silent.coords([pos])[0], playable=False)
+    assert silent.playable_count == 0
+    picks = recommend(build_state(silent, events), silent, {}, {}, k=10, now=7200.0, half_life_s=600.0)
+    assert len(picks) == min(10, len(set(silent.ids) - set(state.recent) - set(state.skipped)))

@@ -42,6 +42,8 @@ def _model(version: str = "v-snap") -> ClusterModel:
 def _tracks() -> tuple[list[dict[str, Any]], int]:
     """A few tracks as MongoDB holds them (the usable ones first) and how many are usable."""
     catalogue = make_catalogue(n_genres=3, per_genre=6, unlabelled=0)
+    for i, doc in enumerate(catalogue.docs):  # some with audio, some imported rows without
+        doc["audio_path"] = f"{doc['_id']}.mp3" if i % 3 else None
     return catalogue.docs, catalogue.n_valid
 
 
@@ -53,7 +55,10 @@ def _snapshot(
     meta = [[d.get("title", ""), f"artist {d['_id']}", "", d.get("genre_top"), [], 30.0] for d in docs]
     placed = [i < n_valid for i in range(len(docs))]
     ids = [d["_id"] for d in docs]
-    return build_snapshot(model, ids, features, placed, meta, offsets=offsets, created=CREATED)
+    playable = [bool(d.get("audio_path")) for d in docs]
+    return build_snapshot(
+        model, ids, features, placed, meta, offsets=offsets, created=CREATED, playable=playable
+    )
 
 
 def _promote(settings: Settings, model: ClusterModel) -> None:
@@ -61,10 +66,10 @@ def _promote(settings: Settings, model: ClusterModel) -> None:
     (settings.models_path / CURRENT_FILE).write_text(model.version + "\n", encoding="utf-8")
 
 
-def _by_id(catalogue: Catalogue) -> dict[int, tuple[int, str, list[float]]]:
+def _by_id(catalogue: Catalogue) -> dict[int, tuple[int, str, list[float], bool]]:
     coords = catalogue.coords(list(range(len(catalogue))))
     return {
-        t: (catalogue.clusters[i], catalogue.titles[i], coords[i].tolist())
+        t: (catalogue.clusters[i], catalogue.titles[i], coords[i].tolist(), catalogue.playable[i])
         for i, t in enumerate(catalogue.ids)
     }
 
@@ -87,9 +92,10 @@ def test_the_snapshots_catalogue_is_the_scans(db: Db) -> None:
     assert loaded.catalogue.version == model.version and loaded.catalogue.dims == 4
     want, got = _by_id(scanned.catalogue), _by_id(loaded.catalogue)
     assert sorted(got) == sorted(want)
-    for track_id, (cluster, title, coords) in want.items():
-        assert got[track_id][:2] == (cluster, title)
+    for track_id, (cluster, title, coords, playable) in want.items():
+        assert got[track_id][:2] == (cluster, title) and got[track_id][3] == playable
         np.testing.assert_allclose(got[track_id][2], coords, atol=1e-5)
+    assert 0 < loaded.catalogue.playable_count < len(loaded.catalogue)
     # Ranking works on it: a placed track has neighbours in its cluster.
     pos = loaded.catalogue.position(docs[0]["_id"])
     assert pos is not None and loaded.catalogue.nearest(pos, 3)
