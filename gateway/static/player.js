@@ -69,6 +69,8 @@ const live = new LiveConnection({
   onUnauthorized: () => signOut('Your session has expired. Please sign in again.'),
   onSuspectAuth: checkSession,
 });
+// Plays go over the open socket; POST /api/plays when it is not connected.
+playback.sendPlay = (data) => live.play(data);
 
 function queueTrack(track, source) {
   const title = track.title || `Track ${track.track_id}`;

@@ -31,6 +31,7 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 
 from infra.kafka_clients import consumer
+from infra.prometheus import parse_metrics as samples_of
 from infra.settings import Settings, child_env
 from infra.stack.process import free_port
 from schemas.cluster_model import load_current
@@ -347,6 +348,11 @@ def test_listener_plays_skips_and_up_next_follows(
         events = wait_plays(settings, user, {("play", first), ("skip", first), ("play", second)}, timeout=20)
         skip = next(e for e in events if e.kind.value == "skip")
         assert skip.track_id == first and skip.position_s >= 1.0, skip
+        # ... sent as play frames on the player's open socket, not as POSTs.
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as answer:
+            exposition = answer.read().decode()
+        frames = samples_of(exposition)
+        assert frames.get('cadenza_gateway_ws_frames_total{kind="play"}', 0) >= 3, exposition[:2000]
     finally:
         stop(gateway)
         stop(worker.proc)

@@ -10,9 +10,13 @@
 // while waiting, so the UI can show "reconnecting in Ns". Uses no REST endpoint itself;
 // onSuspectAuth() lets the app check the token (GET /api/me) when handshakes keep failing,
 // because a handshake refused before accept() reaches the browser only as close code 1006.
+// play() reports a play on the open socket ({"type":"play","ref","data"}) and resolves with
+// the gateway's play_ack (rejects on play_error, a close or PLAY_TIMEOUT_MS); null when not
+// connected, so the caller posts it instead (with the same event_id: one event either way).
 
 const BASE_MS = 500;
 const MAX_MS = 15000;
+const PLAY_TIMEOUT_MS = 10000;
 
 export class LiveConnection {
   constructor({ url, protocols, onMessage, onState, onUnauthorized, onSuspectAuth }) {
@@ -29,6 +33,8 @@ export class LiveConnection {
     this.retryTimer = null;
     this.tickTimer = null;
     this.retryAt = 0;
+    this.refs = 0;
+    this.waiting = new Map(); // ref -> {resolve, reject, timer}
     window.addEventListener('online', () => this._retryNow());
     window.addEventListener('offline', () => {
       if (!this.stopped && !this.ws) this._emit('offline', 'Offline — waiting for the network');
@@ -61,6 +67,28 @@ export class LiveConnection {
       return true;
     }
     return false;
+  }
+
+  play(data) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return null;
+    const ref = `p${++this.refs}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this._settle(ref, null, new Error('no answer from the gateway')), PLAY_TIMEOUT_MS);
+      this.waiting.set(ref, { resolve, reject, timer });
+      if (!this.send({ type: 'play', ref, data })) this._settle(ref, null, new Error('not connected'));
+    });
+  }
+
+  _settle(ref, value, error) {
+    const w = this.waiting.get(ref);
+    if (!w) return;
+    this.waiting.delete(ref);
+    clearTimeout(w.timer);
+    if (error) w.reject(error); else w.resolve(value);
+  }
+
+  _failWaiting(why) {
+    for (const ref of [...this.waiting.keys()]) this._settle(ref, null, new Error(why));
   }
 
   _connect() {
@@ -98,12 +126,18 @@ export class LiveConnection {
         this.send({ type: 'pong', ts: msg.ts });
         return;
       }
+      if (msg.type === 'play_ack' || msg.type === 'play_error') {
+        const err = msg.type === 'play_error' ? Object.assign(new Error(msg.error || 'play refused'), { status: msg.status }) : null;
+        this._settle(String(msg.ref), msg, err);
+        return;
+      }
       try { this.onMessage(msg); } catch (err) { console.error('live message handler:', err); }
     };
     ws.onerror = () => { /* a close event always follows */ };
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      this._failWaiting('the connection closed');
       if (this.stopped) return;
       if (ev.code === 4401) {
         this.stopped = true;

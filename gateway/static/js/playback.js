@@ -1,7 +1,7 @@
 // Cadenza web player — playback.js
 // The queue, the <audio id="player-audio"> element, radio mode and play reporting.
 // Every start of a queue entry is a new "track instance"; each instance reports each kind
-// at most once via POST /api/plays: "play" at its first `playing` event, "complete" on
+// at most once, as a play frame on the live socket (POST /api/plays when it is down): "play" at its first `playing` event, "complete" on
 // `ended` (then next), "skip" from the skip button (with the position, then next), "like".
 // Radio: GET /api/tracks/{id}/similar fills the queue, then, whenever fewer than 3 tracks
 // are left, the top "Up next" recommendations not already queued are appended (falling
@@ -57,6 +57,7 @@ export class Playback extends EventTarget {
     super();
     this.audio = audio;
     this.getUpNext = getUpNext;
+    this.sendPlay = null; // (data) => Promise of the ack, or null: set by the app (live socket)
     this.queue = [];      // [{uid, track, source}]
     this.index = -1;      // position of the current entry in queue (-1: none yet)
     this.instance = null; // {id, uid, trackId, sent: Set<kind>, liked}
@@ -389,8 +390,19 @@ export class Playback extends EventTarget {
 
   async _report(inst, kind, position) {
     const pos = Number.isFinite(position) && position > 0 ? Math.round(position * 1000) / 1000 : 0;
+    const eventId = newEventId();
     try {
-      const res = await api.play(inst.trackId, kind, pos);
+      let res = null;
+      const sent = this.sendPlay ? this.sendPlay({ track_id: Number(inst.trackId), kind, position_s: pos, event_id: eventId }) : null;
+      if (sent) {
+        try {
+          res = await sent;
+        } catch (err) {
+          if (err.status && err.status < 500) throw err; // refused: posting would be refused too
+          res = null; // the socket went away: post it, the same event id
+        }
+      }
+      if (!res) res = await api.play(inst.trackId, kind, pos, eventId);
       this.dispatchEvent(new CustomEvent('reported', { detail: { kind, trackId: inst.trackId, eventId: res?.event_id } }));
       return true;
     } catch (err) {
@@ -500,4 +512,13 @@ export class Playback extends EventTarget {
       });
     } catch { /* ignore */ }
   }
+}
+
+/** A random (version 4) UUID; crypto.randomUUID needs a secure context, this does not. */
+function newEventId() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
