@@ -27,6 +27,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from infra.offsets import LagRow
 from infra.prometheus import latency_histogram
 
+#: What a frame from a browser on /ws was (each always exported, from 0).
+WS_FRAMES: Final = ("play", "other", "ignored")
 #: Why a request or websocket was refused by a limit (each always exported, from 0).
 REFUSALS: Final = (
     "body_too_large",  # HTTP 413
@@ -53,7 +55,7 @@ class GatewayMetrics:
     auth_failures: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # by kind
     #: Frames browsers sent on /ws: play, other (a JSON object of another type: pongs), ignored.
-    ws_frames: Counter[str] = field(default_factory=Counter)
+    ws_frames: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(WS_FRAMES, 0)))
     fanout: Histogram = field(
         default_factory=lambda: latency_histogram(
             "cadenza_gateway_fanout_seconds", "From a message reaching the gateway to its websocket send."

@@ -61,10 +61,13 @@ class Metrics:
         self._load_seconds = Gauge(
             "cadenza_recommender_catalogue_load_seconds",
             "Seconds the last catalogue load from this source took (a snapshot's replay of "
-            "tracks.new included).",
+            "tracks.new included; -1: none from it yet).",
             by_source,
             registry=None,
         )
+        for source in ("snapshot", "scan"):  # exported from the start, as 0 loads and -1 s
+            self._loads.labels(self.worker, source)
+            self._load_seconds.labels(self.worker, source).set(-1.0)
         self._processing = latency_histogram(
             "cadenza_recommender_processing_seconds", "Time from receiving a play to its list.", by_worker
         )

@@ -234,10 +234,9 @@ def test_a_worker_starts_from_the_snapshot_and_replays_tracks_new_since(
     line = next(x for x in text.splitlines() if "catalogue: " in x and "from snapshot" in x)
     assert f"{len(in_snapshot)} tracks from snapshot" in line and "1 replayed from tracks.new" in line
     metrics = parse_metrics(worker.metrics())
-    loads = {k: v for k, v in metrics.items() if k.startswith("cadenza_recommender_catalogue_loads_total")}
-    assert [v for k, v in loads.items() if 'source="snapshot"' in k] == [1] and len(loads) == 1
-    seconds = [v for k, v in metrics.items() if k.startswith("cadenza_recommender_catalogue_load_seconds")]
-    assert len(seconds) == 1 and 0 < seconds[0] < 5
+    assert _by_source(metrics, "cadenza_recommender_catalogue_loads_total") == {"snapshot": 1, "scan": 0}
+    seconds = _by_source(metrics, "cadenza_recommender_catalogue_load_seconds")
+    assert 0 < seconds["snapshot"] < 5 and seconds["scan"] == -1
 
 
 @pytest.mark.stack
@@ -262,5 +261,14 @@ def test_a_worker_with_a_snapshot_without_offsets_scans_mongodb(
     line = next(x for x in worker.log.read_text(errors="replace").splitlines() if "from a scan" in x)
     assert f"{n_valid - 1} tracks from a scan of MongoDB" in line and "records no offsets" in line
     metrics = parse_metrics(worker.metrics())
-    assert [v for k, v in metrics.items() if k.startswith("cadenza_recommender_catalogue_loads_total")] == [1]
-    assert any('source="scan"' in k for k in metrics if k.startswith("cadenza_recommender_catalogue_loads"))
+    assert _by_source(metrics, "cadenza_recommender_catalogue_loads_total") == {"snapshot": 0, "scan": 1}
+    assert _by_source(metrics, "cadenza_recommender_catalogue_load_seconds")["scan"] > 0
+
+
+def _by_source(metrics: dict[str, float], name: str) -> dict[str, float]:
+    """A family's values by their ``source`` label."""
+    return {
+        key.split('source="')[1].split('"')[0]: value
+        for key, value in metrics.items()
+        if key.startswith(name + "{") and 'source="' in key
+    }
