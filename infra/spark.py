@@ -13,6 +13,9 @@ JVM's ``SPARK_LOCAL_IP`` (all interfaces without it), through :func:`driver_env`
 remote master's driver is left where Spark puts it: its executors must reach it.
 Streaming checkpoints keep ``stream_min_batches_to_retain`` micro-batches of offsets,
 commits and state (``spark.sql.streaming.minBatchesToRetain``); Spark deletes older ones.
+Jobs are scheduled FAIR: each streaming query runs in a pool of its own
+(:func:`streaming_jobs.streams.shared.kafka_io.scheduler_pool`), so a short history batch
+is not queued behind a long profiles batch.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.warehouse.dir": str(data_dir / "spark-warehouse"),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={data_dir}",
         "spark.sql.streaming.minBatchesToRetain": str(settings.stream_min_batches_to_retain),
+        # Streaming queries share the cores: a free task slot goes to the query's pool with the
+        # fewest running tasks, not to the oldest job (a batch job runs alone either way).
+        "spark.scheduler.mode": "FAIR",
         **driver_conf(settings),
     }
     if settings.spark_master.startswith("local"):

@@ -47,7 +47,12 @@ class SparkSettings(Component):
         "and Spark takes the CPU left over. 0 runs them at normal priority.",
     )
     spark_shuffle_partitions: int = Field(
-        8, ge=1, description="spark.sql.shuffle.partitions of Cadenza's Spark jobs."
+        2,
+        ge=1,
+        description="spark.sql.shuffle.partitions of Cadenza's Spark jobs (about the cores they get), "
+        "and the most tasks a streaming micro-batch reads Kafka in. A stateful streaming query keeps "
+        "the value its checkpoint was created with (its state is partitioned by it): a new value "
+        "applies to new checkpoints only (README, checkpoint migration).",
     )
     spark_kafka_jars: str | None = Field(
         None,

@@ -17,6 +17,12 @@ in the checkpoints, so queries stopped at any point and restarted end in the sam
 state as an uninterrupted run. Plays older than the watermark are left out of
 sessions, profiles and trending (Spark counts them as rows dropped by the watermark)
 but are kept in the history.
+
+A micro-batch costs about as much with ten plays as with thousands (tasks, state store
+commits, checkpoint files), so each query runs as rarely as its readers allow: the
+history every 2 s and trending every 5 s by default, sessions and profiles every 30 s
+(``infra.settings.streams`` has the precedence of the trigger settings). Each batch
+parses in at most ``CADENZA_SPARK_SHUFFLE_PARTITIONS`` Python tasks.
 """
 
 from __future__ import annotations
@@ -81,8 +87,11 @@ def play_parser(settings: Settings) -> Callable[[Iterable[pd.DataFrame]], Iterat
 
 
 def parsed_plays(spark: SparkSession, settings: Settings, *, max_offsets: int | None = None) -> DataFrame:
+    """Parsed records of ``cadenza.plays``: at most ``spark_shuffle_partitions`` parsing tasks per
+    micro-batch (one per topic partition otherwise: a task has a fixed cost in a Python worker)."""
     source = kafka_stream(spark, settings, PLAYS, max_offsets=max_offsets)
-    return source.mapInPandas(play_parser(settings), PARSED_SCHEMA)
+    tasks = source.coalesce(settings.spark_shuffle_partitions)
+    return tasks.mapInPandas(play_parser(settings), PARSED_SCHEMA)
 
 
 def on_time_plays(parsed: DataFrame, settings: Settings) -> DataFrame:
@@ -140,18 +149,32 @@ class PlaysJob:
 def start_plays(
     spark: SparkSession, settings: Settings, counters: Counters, *, once: bool = False
 ) -> PlaysJob:
-    """Start the four plays queries."""
+    """Start the four plays queries, each on its own trigger (``CADENZA_STREAM_*_TRIGGER_S``,
+    ``CADENZA_PROFILE_TRIGGER_S``): a micro-batch costs about the same with 10 plays or
+    10,000, so each query runs as rarely as its readers allow."""
     configure(spark)
-    parsed = parsed_plays(spark, settings)
-    on_time = on_time_plays(parsed, settings)
     trending = TrendingSink(settings, counters)
-    # Profiles are written once per active listener and batch: a longer trigger and
-    # bigger batches mean far fewer database writes (see CADENZA_PROFILE_TRIGGER_S).
+    # Sessions and profiles run every 30 s by default: bigger batches than the others may read.
+    sessions_source = parsed_plays(
+        spark, settings, max_offsets=settings.stream_sessions_max_offsets_per_trigger
+    )
     profile_source = parsed_plays(spark, settings, max_offsets=settings.profile_max_offsets_per_trigger)
     queries = [
-        start_query(parsed, settings, HISTORY, HistorySink(settings, counters), once=once),
         start_query(
-            sessions_plan(on_time, settings), settings, SESSIONS, SessionSink(settings, counters), once=once
+            parsed_plays(spark, settings),
+            settings,
+            HISTORY,
+            HistorySink(settings, counters),
+            once=once,
+            trigger_s=settings.history_trigger_s,
+        ),
+        start_query(
+            sessions_plan(on_time_plays(sessions_source, settings), settings),
+            settings,
+            SESSIONS,
+            SessionSink(settings, counters),
+            once=once,
+            trigger_s=settings.sessions_trigger_s,
         ),
         start_query(
             profiles_plan(on_time_plays(profile_source, settings)),
@@ -162,6 +185,13 @@ def start_plays(
             once=once,
             trigger_s=settings.profile_trigger_s,
         ),
-        start_query(trending_plan(on_time, settings), settings, TRENDS, trending, once=once),
+        start_query(
+            trending_plan(on_time_plays(parsed_plays(spark, settings), settings), settings),
+            settings,
+            TRENDS,
+            trending,
+            once=once,
+            trigger_s=settings.trending_trigger_s,
+        ),
     ]
     return PlaysJob(queries, trending)

@@ -4,14 +4,21 @@ Source: watermarked, deduplicated plays (:func:`streaming_jobs.streams.plays.on_
 grouped by cluster and folded into :mod:`streaming_jobs.streams.trending_state` with
 ``applyInPandasWithState`` (one group per cluster, so the Python cost is per cluster
 and micro-batch, not per play). Destinations: ``trending`` (one document per cluster
-and window, replaced with absolute values) and ``cadenza.trending`` (a ``Trending``
-message per updated window, key = cluster).
+and window, replaced with absolute values: every window a batch changed) and
+``cadenza.trending`` (key = cluster): per cluster and batch, a ``Trending`` message of
+the newest window the batch changed, only. A play falls in ``window / slide`` overlapping
+windows (ten by default) and all of them change, but the topic's readers (the
+recommender, the gateways) keep each cluster's newest window (latest end) and drop
+older ones, so the other nine were sent to be thrown away. The newest window a batch
+changed starts at the latest slide the batch has plays of the cluster in: the window
+readers keep, with its absolute count, unless a later one exists already (a batch of late
+plays only), and then they drop it as they dropped the others.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -134,9 +141,19 @@ def trending_message(row: Any, now: datetime) -> Trending:
     )
 
 
+def newest_windows(rows: Sequence[Any]) -> list[Any]:
+    """Of a batch's changed windows, each cluster's newest (latest start), by cluster."""
+    newest: dict[int, Any] = {}
+    for row in rows:
+        kept = newest.get(int(row.cluster))
+        if kept is None or row.start_ms > kept.start_ms:
+            newest[int(row.cluster)] = row
+    return [newest[cluster] for cluster in sorted(newest)]
+
+
 @dataclass
 class TrendingSink:
-    """``foreachBatch``: store the updated windows, then publish them."""
+    """``foreachBatch``: store every changed window, then publish each cluster's newest."""
 
     settings: Settings
     counters: Counters
@@ -150,11 +167,13 @@ class TrendingSink:
         if self._kafka is None:
             self._kafka = kafka_producer(self.settings)
         now = now_utc()
-        records = [(encode_key(int(row.cluster)), encode(trending_message(row, now))) for row in rows]
+        newest = newest_windows(rows)
+        records = [(encode_key(int(row.cluster)), encode(trending_message(row, now))) for row in newest]
         # Every window delivered (failed sends sent again) before the batch, and so its
         # offsets, can complete.
         resent = deliver(self._kafka, self.settings.topic(TRENDING), records)
         self.counters.add(TRENDS, "windows_written", len(rows))
+        self.counters.add(TRENDS, "windows_published", len(newest))
         if resent:
             self.counters.add(TRENDS, "windows_sent_again", resent)
 

@@ -10,8 +10,10 @@ The state holds play counts per ``(slide bucket, track)``; a window of length
 ``window()``) is the sum of its buckets, so each play is stored once rather than once
 per window it belongs to. Every window that contains a bucket touched in the batch is
 re-emitted with its absolute total and top tracks (most plays first, lower track id on a
-tie). A bucket is dropped once the watermark has passed the end of the last window
-that can contain it (``bucket + window <= watermark``).
+tie); the sink stores them all and publishes each cluster's newest
+(:func:`streaming_jobs.streams.trending.newest_windows`). A bucket is dropped once the
+watermark has passed the end of the last window that can contain it
+(``bucket + window <= watermark``).
 """
 
 from __future__ import annotations

@@ -3,14 +3,31 @@
 Source: the topics of :mod:`schemas.topics` on ``CADENZA_KAFKA_BOOTSTRAP``, read with
 ``spark-sql-kafka-0-10`` (see :func:`infra.spark.kafka_connector_jars`). Destination:
 topics written from inside ``foreachBatch`` (dead letters, ``TrackAssigned``) with an
-idempotent, ``acks=all`` producer. Also where each query's checkpoint lives.
+idempotent, ``acks=all`` producer. Also where each query's checkpoint lives, and how a
+query starts (:func:`start_query`: its trigger, and the Spark settings it takes with it).
+
+Each query copies the session's SQL settings when it starts, so :func:`start_query` sets
+``spark.sql.shuffle.partitions`` (``CADENZA_SPARK_SHUFFLE_PARTITIONS``) for that query
+alone. Spark writes it into the checkpoint and a restarted query takes the checkpoint's
+value, whatever is set now: a stateful query's state is partitioned by it. A different
+value is logged as a warning at start; it applies to new checkpoints only. Each query's
+jobs also run in a fair-scheduler pool of its own (:func:`scheduler_pool`).
+
+Micro-batches without new records stay on (Spark's default): a stateful query runs one
+when the watermark has moved and no record came, which closes sessions when plays stop,
+and which Spark's late-record filter depends on (a stateful operator drops records older
+than the *previous* batch's watermark; without that batch, a late play arriving after a
+quiet spell would be counted in trending and profiles). At a live rate every trigger has
+records, so they cost nothing there; the history query has no state and never runs one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,6 +51,10 @@ STREAM_CONF: Final = {
     ),
     "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
 }
+
+
+SHUFFLE_PARTITIONS: Final = "spark.sql.shuffle.partitions"
+POOL: Final = "spark.scheduler.pool"
 
 
 def configure(spark: SparkSession) -> None:
@@ -78,6 +99,36 @@ def checkpoint(settings: Settings, query: str) -> Path:
     return settings.checkpoints_path / query
 
 
+def checkpoint_conf(path: Path) -> dict[str, str]:
+    """The Spark settings a checkpoint's newest ``offsets/<batch>`` entry was planned with
+    (``{}`` for a new checkpoint): the ones a restarted query takes from it."""
+    batches = [p for p in (Path(path) / "offsets").glob("*") if p.name.isdigit()]
+    if not batches:
+        return {}
+    lines = max(batches, key=lambda p: int(p.name)).read_text(encoding="utf-8").splitlines()
+    try:
+        conf = json.loads(lines[1]).get("conf") or {}
+    except (IndexError, json.JSONDecodeError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in conf.items()}
+
+
+@contextmanager
+def session_settings(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None]:
+    """``conf`` set on the session for the block (a query started inside copies it), then restored."""
+    before: dict[str, str | None] = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
 def start_query(
     frame: DataFrame,
     settings: Settings,
@@ -91,19 +142,54 @@ def start_query(
     """Start ``frame`` as the named query with a ``foreachBatch`` sink and its checkpoint.
 
     Trigger: every ``trigger_s`` (default ``stream_trigger_s``), or with ``once`` drain
-    what is there and stop.
+    what is there and stop. Shuffle partitions: ``spark_shuffle_partitions`` for a new
+    checkpoint, the checkpoint's own otherwise (see the module docstring). Its jobs run in
+    the scheduler pool ``name``.
     """
+    path = checkpoint(settings, name)
     writer = (
         frame.writeStream.queryName(name)
         .outputMode(mode)
         .foreachBatch(sink)
-        .option("checkpointLocation", str(checkpoint(settings, name)))
+        .option("checkpointLocation", str(path))
     )
     if once:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=f"{trigger_s or settings.stream_trigger_s:g} seconds")
-    return writer.start()
+    wanted = str(settings.spark_shuffle_partitions)
+    kept = checkpoint_conf(path).get(SHUFFLE_PARTITIONS)
+    if kept is not None and kept != wanted:
+        log.warning(
+            "%s keeps %s=%s from its checkpoint (%s); CADENZA_SPARK_SHUFFLE_PARTITIONS=%s applies to "
+            "new checkpoints only (README: checkpoint migration)",
+            name,
+            SHUFFLE_PARTITIONS,
+            kept,
+            path,
+            wanted,
+        )
+    conf = {SHUFFLE_PARTITIONS: wanted}
+    with session_settings(frame.sparkSession, conf), scheduler_pool(frame.sparkSession, name):
+        return writer.start()
+
+
+@contextmanager
+def scheduler_pool(spark: SparkSession, pool: str) -> Iterator[None]:
+    """Jobs of a query started inside the block run in their own scheduler pool, ``pool``.
+
+    The query's thread, and so every job of its micro-batches (``foreachBatch`` included),
+    inherits the pool from the thread that starts it. With ``spark.scheduler.mode=FAIR``
+    (:func:`infra.spark.session_conf`) a free task slot goes to the pool running the fewest
+    tasks: a 2 s history batch waits for the tasks of a 30 s profiles batch that are
+    running, not for the whole batch queued ahead of it (FIFO)."""
+    sc = spark.sparkContext
+    before = sc.getLocalProperty(POOL)
+    sc.setLocalProperty(POOL, pool)
+    try:
+        yield
+    finally:
+        sc.setLocalProperty(POOL, before)  # type: ignore[arg-type]  # None removes it
 
 
 def write_dead_letters(parsed: DataFrame, settings: Settings) -> None:

@@ -1,6 +1,7 @@
 """The trending sink's windows reach Kafka before its micro-batch completes: a failed send is
 sent again (regression: sends were not checked, so a window whose send failed was lost
-while the batch, and its offsets, completed)."""
+while the batch, and its offsets, completed). It stores every window a batch changed and
+publishes each cluster's newest only (issue 23)."""
 
 from __future__ import annotations
 
@@ -53,9 +54,10 @@ class Batch:
         return self.rows
 
 
-def window(cluster: int) -> Any:
-    top = json.dumps([[100 + cluster, 3]])
-    return SimpleNamespace(cluster=cluster, start_ms=1767225600000, end_ms=1767226200000, plays=3, top=top)
+def window(cluster: int, minutes_later: int = 0, plays: int = 3) -> Any:
+    top = json.dumps([[100 + cluster, plays]])
+    start = 1767225600000 + minutes_later * 60_000
+    return SimpleNamespace(cluster=cluster, start_ms=start, end_ms=start + 600_000, plays=plays, top=top)
 
 
 def test_a_window_whose_send_failed_is_sent_again_before_the_batch_completes(
@@ -93,3 +95,28 @@ def test_deliver_returns_how_many_were_sent_again() -> None:
     producer = Producer(failing={1, 3})
     assert deliver(producer, "t", [(b"a", b"1"), (b"b", b"2")], sleep=lambda s: None) == 2
     assert [v for _, _, v in producer.sent] == [b"1", b"2", b"1", b"1"]
+
+
+def test_every_changed_window_is_stored_and_each_clusters_newest_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored: list[list[dict[str, Any]]] = []
+    monkeypatch.setattr(trending, "process_db", lambda settings: None)
+    monkeypatch.setattr(trending, "replace_all", lambda db, name, docs: stored.append(docs))
+    counters = Counters()
+    sink = TrendingSink(Settings(data_dir=tmp_path), counters)
+    producer = Producer()
+    sink._kafka = producer
+    # A batch with plays of cluster 3 in two minutes (its ten windows each, overlapping: 11
+    # windows) and of cluster 1 in one (10), as trending_state emits them (any order).
+    rows = [window(3, m, plays=2 if m < 0 else 1) for m in range(-9, 1)] + [window(3, 1, plays=1)]
+    rows += [window(1, m) for m in range(-9, 1)]
+    sink(Batch(rows[::-1]), 3)
+    assert len(stored) == 1 and len(stored[0]) == 21
+    published = [decode(Trending, value) for _, _, value in producer.sent]
+    assert [(m.cluster, m.window_start.timestamp() * 1000, m.plays) for m in published] == [
+        (1, 1767225600000, 3),
+        (3, 1767225660000, 1),
+    ]
+    assert [key for _, key, _ in producer.sent] == [b"1", b"3"]
+    assert counters.snapshot()["plays-trending"] == {"windows_written": 21, "windows_published": 2}
