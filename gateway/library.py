@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import threading
 import time
@@ -61,11 +60,11 @@ from gateway.track_index import Change, TrackIndex
 from gateway.track_json import PUBLIC, Track
 from infra.settings import Settings
 from schemas.catalogue_snapshot import (
-    SNAPSHOT_FORMAT,
     CatalogueSnapshot,
     Offsets,
     SnapshotError,
     load_snapshot,
+    read_info,
     snapshot_path,
 )
 from schemas.cluster_model import ClusterModel, ClusterModelError, current_version, export_path
@@ -156,26 +155,12 @@ def load_index(db: Db, models_path: Path, version: str | None, stop: threading.E
 
 def covered_offsets(path: Path, version: str, topics: Sequence[str]) -> Offsets:
     """The offsets of ``topics`` that the snapshot at ``path`` covers, from its ``info`` alone
-    (its arrays are not read: a millisecond); :class:`SnapshotError` when there is none, it is
-    of another format or model, or it does not cover every one of ``topics``."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            info = json.loads(data["info"].tobytes().decode())
-    except FileNotFoundError:
-        raise SnapshotError(f"{path}: no catalogue snapshot") from None
-    except Exception as err:  # not a zip, no info, not JSON …: whatever the file holds
-        raise SnapshotError(f"{path}: unreadable catalogue snapshot ({err})") from None
-    if not isinstance(info, dict) or info.get("format") != SNAPSHOT_FORMAT:
-        raise SnapshotError(f"{path}: not a catalogue snapshot of format {SNAPSHOT_FORMAT}")
-    if info.get("model_version") != version:
-        raise SnapshotError(f"{path}: snapshot of model {info.get('model_version')}, not {version}")
-    offsets = info.get("offsets")
-    try:
-        if not isinstance(offsets, dict):
-            raise TypeError(offsets)
-        return {t: {int(p): int(o) for p, o in offsets[t].items()} for t in topics}
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise SnapshotError(f"{path}: the snapshot does not cover {', '.join(topics)}") from None
+    (:func:`schemas.catalogue_snapshot.read_info`); :class:`SnapshotError` when there is none,
+    it is of another format or model, or it does not cover every one of ``topics``."""
+    offsets = read_info(path, version).offsets
+    if offsets is None or any(t not in offsets for t in topics):
+        raise SnapshotError(f"{path}: the snapshot does not cover {', '.join(topics)}")
+    return {t: offsets[t] for t in topics}
 
 
 def index_from_snapshot(snapshot: CatalogueSnapshot, model: ClusterModel | None, version: str) -> TrackIndex:

@@ -32,6 +32,7 @@ Imports nothing of Cadenza but :mod:`schemas.cluster_model`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zipfile
@@ -173,37 +174,70 @@ def _json(array: NDArray[np.uint8]) -> Any:
     return json.loads(array.tobytes().decode())
 
 
-def load_snapshot(path: Path, version: str | None = None) -> CatalogueSnapshot:
-    """The snapshot at ``path``; :class:`SnapshotError` if it is missing, unreadable, of another
-    format, or (``version`` given) of another model."""
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A snapshot's ``info``: what a reader decides on before reading the arrays."""
+
+    model_version: str
+    feature_set_version: str
+    created: str
+    offsets: Offsets | None
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[Any]:
+    """The opened ``.npz`` at ``path``; any failure to read it is a :class:`SnapshotError`."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            info = _json(data["info"])
-            if not isinstance(info, dict) or info.get("format") != SNAPSHOT_FORMAT:
-                raise SnapshotError(f"{path}: not a catalogue snapshot of format {SNAPSHOT_FORMAT}")
-            offsets = info.get("offsets")
-            snapshot = CatalogueSnapshot(
-                model_version=str(info["model_version"]),
-                feature_set_version=str(info["feature_set_version"]),
-                created=str(info["created"]),
-                offsets=None
-                if offsets is None
-                else {str(t): {int(p): int(o) for p, o in parts.items()} for t, parts in offsets.items()},
-                ids=np.asarray(data["ids"], dtype=np.int64),
-                clusters=np.asarray(data["clusters"], dtype=np.int32),
-                coords=np.asarray(data["coords"], dtype=np.float32),
-                meta=_json(data["meta"]),
-                playable=np.asarray(data["playable"], dtype=bool),
-            )
+            yield data
     except FileNotFoundError:
         raise SnapshotError(f"{path}: no catalogue snapshot (run `cadenza model snapshot`)") from None
     except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as err:
         if isinstance(err, SnapshotError):
             raise
         raise SnapshotError(f"{path}: unreadable catalogue snapshot ({err})") from None
-    if version is not None and snapshot.model_version != version:
-        raise SnapshotError(f"{path}: snapshot of model {snapshot.model_version}, not {version}")
-    return snapshot
+
+
+def _info(data: Any, path: Path, version: str | None) -> SnapshotInfo:
+    info = _json(data["info"])
+    if not isinstance(info, dict) or info.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotError(f"{path}: not a catalogue snapshot of format {SNAPSHOT_FORMAT}")
+    if version is not None and info.get("model_version") != version:
+        raise SnapshotError(f"{path}: snapshot of model {info.get('model_version')}, not {version}")
+    offsets = info.get("offsets")
+    return SnapshotInfo(
+        model_version=str(info["model_version"]),
+        feature_set_version=str(info["feature_set_version"]),
+        created=str(info["created"]),
+        offsets=None
+        if offsets is None
+        else {str(t): {int(p): int(o) for p, o in parts.items()} for t, parts in offsets.items()},
+    )
+
+
+def read_info(path: Path, version: str | None = None) -> SnapshotInfo:
+    """The ``info`` of the snapshot at ``path`` alone (its arrays are not read: a millisecond);
+    :class:`SnapshotError` as :func:`load_snapshot`."""
+    with _reading(path) as data:
+        return _info(data, path, version)
+
+
+def load_snapshot(path: Path, version: str | None = None) -> CatalogueSnapshot:
+    """The snapshot at ``path``; :class:`SnapshotError` if it is missing, unreadable, of another
+    format, or (``version`` given) of another model."""
+    with _reading(path) as data:
+        info = _info(data, path, version)
+        return CatalogueSnapshot(
+            model_version=info.model_version,
+            feature_set_version=info.feature_set_version,
+            created=info.created,
+            offsets=info.offsets,
+            ids=np.asarray(data["ids"], dtype=np.int64),
+            clusters=np.asarray(data["clusters"], dtype=np.int32),
+            coords=np.asarray(data["coords"], dtype=np.float32),
+            meta=_json(data["meta"]),
+            playable=np.asarray(data["playable"], dtype=bool),
+        )
 
 
 def place(

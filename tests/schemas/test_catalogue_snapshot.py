@@ -14,6 +14,7 @@ from schemas.catalogue_snapshot import (
     SnapshotRow,
     build_snapshot,
     load_snapshot,
+    read_info,
     snapshot_path,
 )
 from tests.schemas.test_cluster_model import small_model
@@ -127,3 +128,15 @@ def test_bad_row_is_a_snapshot_error() -> None:
     snap.meta[0] = ["only", "three", "fields"]
     with pytest.raises(SnapshotError, match="track 10"):
         list(snap.rows())
+
+
+def test_read_info_gives_the_offsets_without_the_arrays(tmp_path: Path) -> None:
+    offsets = {"cadenza.tracks.new": {0: 4}}
+    _, _, snap = _snapshot(offsets)
+    path = snap.save(tmp_path / "s.npz")
+    info = read_info(path, snap.model_version)
+    assert (info.model_version, info.offsets) == (snap.model_version, offsets)
+    with pytest.raises(SnapshotError, match="not v-other"):
+        read_info(path, "v-other")
+    with pytest.raises(SnapshotError, match="no catalogue snapshot"):
+        read_info(tmp_path / "none.npz")
