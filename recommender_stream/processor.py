@@ -22,7 +22,7 @@ from recommender_stream.catalogue import Catalogue
 from recommender_stream.errors import UnknownTrackError
 from recommender_stream.listener import Limits, ListenerState
 from recommender_stream.metrics import Metrics
-from recommender_stream.ranking import recommend
+from recommender_stream.ranking import PREVIOUS, RankingParams, recommend
 from schemas.codec import dead_letter_for, decode, encode, encode_key
 from schemas.errors import SchemaError
 from schemas.events import PlayEvent, Recommendation, TrackEvent, Trending
@@ -67,6 +67,7 @@ class Processor:
     limits: Limits
     k: int
     half_life_s: float
+    params: RankingParams = PREVIOUS
     metrics: Metrics = field(default_factory=Metrics)
     trending: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     trending_end: dict[int, float] = field(default_factory=dict)
@@ -159,6 +160,7 @@ class Processor:
             k=self.k,
             now=now,
             half_life_s=self.half_life_s,
+            params=self.params,
         )
         cat = self.catalogue
         items = []

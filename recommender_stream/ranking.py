@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 
@@ -39,6 +40,35 @@ STRONGEST = 2
 MIX_SEEDS = 5
 #: MMR looks at this many candidates per track it picks (the best by score).
 SHORTLIST_PER_K = 4
+
+
+@dataclass(frozen=True)
+class RankingParams:
+    """The ranking's tunable weights (the half-life lives in the listener's
+    :class:`~recommender_stream.listener.Limits`, which its state decays with).
+
+    A candidate's score is its cluster's share of the listener's affinity plus one term
+    per source: ``seed_weight`` x the similarity to a seed track ("sounds like"),
+    ``trending_weight`` x its plays over the cluster's most played ("trending in your mix"),
+    ``mix_weight`` x its closeness to the recent tracks in the cluster ("more from your
+    mix"). ``lambda_`` is MMR's trade of score against diversity (1: score only).
+    """
+
+    seed_weight: float = 1.0
+    trending_weight: float = 0.5
+    mix_weight: float = 0.5
+    lambda_: float = 0.7
+
+    def __post_init__(self) -> None:
+        for name in ("seed_weight", "trending_weight", "mix_weight"):
+            if not 0.0 <= getattr(self, name) < float("inf"):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.lambda_ <= 1.0:
+            raise ValueError(f"lambda_ must be in [0, 1], got {self.lambda_}")
+
+
+#: The weights the ranking shipped with before tuning (issue 26's "previous ranking").
+PREVIOUS: Final = RankingParams()
 
 
 @dataclass(frozen=True)
@@ -63,6 +93,7 @@ def candidates(
     *,
     now: float,
     half_life_s: float,
+    params: RankingParams = PREVIOUS,
 ) -> dict[int, Pick]:
     """Scored candidates by catalogue position (the best reason wins per track)."""
     excluded = set(state.recent) | set(state.skipped)
@@ -87,7 +118,7 @@ def candidates(
         cluster_weight = weights.get(catalogue.clusters[seed_pos], 0.0)
         for pos, distance in catalogue.nearest(seed_pos, PER_SEED):
             similarity = 1.0 / (1.0 + distance)
-            offer(pos, cluster_weight + similarity - 0.1 * rank, f"sounds like {title}")
+            offer(pos, cluster_weight + params.seed_weight * similarity - 0.1 * rank, f"sounds like {title}")
 
     strongest = sorted(weights.items(), key=lambda cw: (-cw[1], cw[0]))[:STRONGEST]
     recent_pos = [p for p in (catalogue.position(t) for t in state.recent) if p is not None]
@@ -99,9 +130,9 @@ def candidates(
         for track, plays in hot:
             hot_pos = catalogue.position(track)
             if hot_pos is not None and catalogue.clusters[hot_pos] == cluster:
-                offer(hot_pos, weight + 0.5 * plays / top, "trending in your mix")
+                offer(hot_pos, weight + params.trending_weight * plays / top, "trending in your mix")
         for pos, distance in _near_mix(catalogue, recent_pos, cluster):
-            offer(pos, weight + 0.5 / (1.0 + distance), "more from your mix")
+            offer(pos, weight + params.mix_weight / (1.0 + distance), "more from your mix")
 
     if not weights:  # cold start
         totals: dict[int, int] = {}
@@ -215,7 +246,11 @@ def recommend(
     k: int,
     now: float,
     half_life_s: float,
+    params: RankingParams = PREVIOUS,
 ) -> list[Pick]:
     """The "up next" list: exactly ``k`` tracks when the catalogue has that many to offer."""
-    found = candidates(state, catalogue, trending, popularity, now=now, half_life_s=half_life_s)
-    return fill(state, catalogue, mmr(catalogue, found, k), popularity, k, now=now, half_life_s=half_life_s)
+    found = candidates(
+        state, catalogue, trending, popularity, now=now, half_life_s=half_life_s, params=params
+    )
+    picked = mmr(catalogue, found, k, params.lambda_)
+    return fill(state, catalogue, picked, popularity, k, now=now, half_life_s=half_life_s)
