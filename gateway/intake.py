@@ -20,7 +20,8 @@ a track neither holds is read from MongoDB, in a worker thread.
 The websocket protocol (one text frame each way, JSON)::
 
     -> {"type": "play", "ref": <string of at most 64 characters, or number>,
-        "data": {"track_id": 2, "kind": "play", "position_s": 0, "event_id"?: "<uuid>"}}
+        "data": {"track_id": 2, "kind": "play", "position_s": 0, "event_id"?: "<uuid>",
+                 "source"?: "browse" | "up_next" | "radio" | "queue"}}
     <- {"type": "play_ack", "ref": <the same>, "event_id": "<uuid>"}
     <- {"type": "play_error", "ref": <the same>, "status": 400 | 422 | 429 | 503 | 500,
         "error": "<what to do>", "field"?: "<the bad field>", "retry_after_s"?: <seconds>}
@@ -116,7 +117,7 @@ class PlayIntake:
             raise UnavailableError(
                 f"could not publish the play to Kafka ({type(err).__name__}); retry with the same event_id"
             ) from None
-        metrics.plays_accepted += 1
+        metrics.played(event.kind, event.source)
         return event
 
     async def known(self, track_id: int) -> bool:

@@ -3,7 +3,7 @@
 Sources: :mod:`gateway.hub` (connections, messages pushed, slow disconnects, send
 timeouts), the websocket writers (fan-out latency: from a message reaching this process
 to its websocket send completing) and readers (frames by kind), :mod:`gateway.intake`
-(plays accepted and refused), the limits of :mod:`gateway.routes` (refusals by reason)
+(plays accepted, by kind and source, and refused), the limits of :mod:`gateway.routes` (refusals by reason)
 and error handlers; consumer lag rows from :mod:`infra.offsets`. Destinations:
 ``/metrics`` (the app's registry, :mod:`gateway.routes.ops`) and ``/api/ops`` (the
 ``/ops`` page).
@@ -39,6 +39,36 @@ REFUSALS: Final = (
 )
 
 
+#: Where plays were started from, as counted (``unknown``: the report did not say).
+SOURCES: Final = ("browse", "up_next", "radio", "queue", "unknown")
+#: Sources whose tracks the recommender chose: what acceptance counts.
+RECOMMENDED: Final = ("up_next", "radio")
+#: Kinds of play reports (schemas.events.PlayKind).
+KINDS: Final = ("play", "skip", "complete", "like")
+
+
+def listening_rates(by: Mapping[tuple[str, str], int]) -> dict[str, float | None]:
+    """Acceptance and skip rates from play counts by (kind, source) (None: nothing to divide).
+
+    * ``acceptance``: tracks started from the recommender's lists (up next, radio) over all
+      tracks started (``play`` reports);
+    * ``skip_recommended`` / ``skip_browsed``: skips over starts, of tracks the recommender
+      chose and of tracks the listener found themselves (browse).
+    """
+
+    def ratio(num: int, den: int) -> float | None:
+        return round(num / den, 4) if den else None
+
+    starts = {src: by.get(("play", src), 0) for src in SOURCES}
+    skips = {src: by.get(("skip", src), 0) for src in SOURCES}
+    recommended = sum(starts[s] for s in RECOMMENDED)
+    return {
+        "acceptance": ratio(recommended, sum(starts.values())),
+        "skip_recommended": ratio(sum(skips[s] for s in RECOMMENDED), recommended),
+        "skip_browsed": ratio(skips["browse"], starts["browse"]),
+    }
+
+
 @dataclass(eq=False)  # hashable by identity: a registry keeps its collectors in a dict
 class GatewayMetrics:
     connections: int = 0
@@ -51,6 +81,10 @@ class GatewayMetrics:
     trending_flushes: int = 0
     refused: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(REFUSALS, 0)))
     plays_accepted: int = 0
+    #: Plays accepted by (kind, source): acceptance of recommendations and skip rates.
+    plays_by: Counter[tuple[str, str]] = field(
+        default_factory=lambda: Counter(dict.fromkeys(((k, s) for k in KINDS for s in SOURCES), 0))
+    )
     plays_refused: Counter[str] = field(default_factory=Counter)  # by field
     auth_failures: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # by kind
@@ -77,6 +111,11 @@ class GatewayMetrics:
     feed_messages: Counter[str] = field(default_factory=Counter)  # by topic
     _last: tuple[float, int, int] | None = None
 
+    def played(self, kind: str, source: str | None) -> None:
+        """One play published: counted in total and by kind and source."""
+        self.plays_accepted += 1
+        self.plays_by[(kind, source or "unknown")] += 1
+
     def pushed(self, seconds: float) -> None:
         self.messages_pushed += 1
         self.fanout.observe(seconds)
@@ -98,6 +137,7 @@ class GatewayMetrics:
             "plays_accepted_per_s": round(plays_rate, 2),
             "slow_disconnects": self.slow_disconnects,
             "errors": sum(self.errors.values()) + sum(self.plays_refused.values()) + self.auth_failures,
+            "listening": listening_rates(self.plays_by),
         }
 
     def collect(self) -> Iterator[Metric]:
@@ -144,6 +184,16 @@ class GatewayMetrics:
             "Plays published to Kafka (HTTP 202, or a play_ack on /ws).",
             self.plays_accepted,
         )
+        by = CounterMetricFamily(
+            "cadenza_gateway_plays_total",
+            "Plays accepted, by kind (play, skip, complete, like) and source (where the track was "
+            "started from: browse, up_next, radio, queue, unknown). Acceptance of recommendations: "
+            "kind=play and source up_next or radio over all kind=play.",
+            labels=["kind", "source"],
+        )
+        for (kind, source), n in sorted(self.plays_by.items()):
+            by.add_metric([kind, source], n)
+        yield by
         yield counts(
             "cadenza_gateway_plays_refused_total",
             "Plays refused (HTTP 422, or a play_error 400/422 on /ws), by field.",

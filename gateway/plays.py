@@ -1,7 +1,8 @@
 """Plays as the player reports them: the report's shape, the ``PlayEvent`` it becomes, the rate.
 
 Source: the browser's JSON report (``track_id``, ``kind``, ``position_s``, optionally
-``event_id`` so a retried report is the same event): the body of ``POST /api/plays`` or
+``event_id`` so a retried report is the same event, and ``source``: where the track was
+started from, :class:`schemas.events.PlaySource`): the body of ``POST /api/plays`` or
 the ``data`` of a ``play`` frame on ``/ws``; the listener comes from the token, never from
 the report. Destination: :mod:`gateway.intake`, which publishes the event to
 ``cadenza.plays`` (key = user) through one idempotent ``acks=all`` producer per gateway
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.errors import BadRequestError, RateLimitedError
 from schemas.codec import encode, encode_key
-from schemas.events import PlayEvent, PlayKind, TrackId
+from schemas.events import PlayEvent, PlayKind, PlaySource, TrackId
 
 
 class PlayReport(BaseModel):
@@ -37,6 +38,7 @@ class PlayReport(BaseModel):
     kind: PlayKind
     position_s: float = Field(0.0, ge=0, le=86_400, allow_inf_nan=False)
     event_id: uuid.UUID | None = None
+    source: PlaySource | None = None
 
 
 def parse_report(body: Any) -> PlayReport:
@@ -58,6 +60,7 @@ def play_event(user_id: str, report: PlayReport) -> PlayEvent:
         track_id=report.track_id,
         kind=report.kind,
         position_s=report.position_s,
+        source=report.source,
     )
 
 

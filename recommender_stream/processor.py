@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, OrderedDict
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -23,6 +23,7 @@ from recommender_stream.errors import UnknownTrackError
 from recommender_stream.listener import Limits, ListenerState
 from recommender_stream.metrics import Metrics
 from recommender_stream.ranking import PREVIOUS, RankingParams, recommend
+from recommender_stream.reaction import ListTracker, reason_kind
 from schemas.codec import dead_letter_for, decode, encode, encode_key
 from schemas.errors import SchemaError
 from schemas.events import PlayEvent, Recommendation, TrackEvent, Trending
@@ -80,6 +81,9 @@ class Processor:
     #: at most ``arrivals_kept``: a reload drops those MongoDB already had.
     arrived: OrderedDict[int, Arrival] = field(default_factory=OrderedDict)
     arrivals_kept: int = ARRIVALS_KEPT
+    #: Each listener's last list and the tracks recommended lately (online metrics).
+    lists: ListTracker = field(default_factory=ListTracker)
+    clock: Callable[[], float] = time.monotonic
 
     def _dead(self, record: Record, error: BaseException) -> Output:
         self.metrics.dead_letter(type(error).__name__)
@@ -123,12 +127,17 @@ class Processor:
                 # Counted already; answered again from the current state, because the first
                 # answer may have died with a crashed worker after its state change was saved.
                 self.metrics.duplicate()
-            elif event.kind.value == "play":
-                self._count_play(event.track_id)
+            else:
+                self.metrics.played(event.kind.value, event.source.value if event.source else None)
+                if event.kind.value == "play":
+                    self._count_play(event.track_id)
+            items = self.rank(state, now=ts)
+            if applied:
+                self._track_list(event.user_id, items)
             message = Recommendation.model_validate(
                 {
                     "user_id": event.user_id,
-                    "items": self.rank(state, now=ts),
+                    "items": items,
                     "model_version": self.catalogue.version,
                     "cause_event_id": event.event_id,
                     "cause_ts": event.ts,
@@ -148,6 +157,14 @@ class Processor:
         self.plays_seen += 1
         if len(self.popular) < POPULAR_KEPT or self.plays_seen % POPULAR_EVERY == 0:
             self.popular = dict(self.popularity.most_common(POPULAR_KEPT))
+
+    def _track_list(self, user_id: str, items: Sequence[dict[str, Any]]) -> None:
+        now = self.clock()
+        turnover = self.lists.observe(user_id, [item["track_id"] for item in items], now)
+        size = self.catalogue.playable_count or len(self.catalogue)
+        self.metrics.listed(
+            [reason_kind(item["reason"]) for item in items], turnover, self.lists.coverage(size, now)
+        )
 
     def rank(self, state: ListenerState, *, now: float) -> list[dict[str, Any]]:
         """The listener's list as ``RecommendedTrack`` fields: plain dicts, which the

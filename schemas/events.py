@@ -83,6 +83,15 @@ class PlayKind(StrEnum):
     LIKE = "like"
 
 
+class PlaySource(StrEnum):
+    """Where the listener started a track from: what acceptance of recommendations is counted by."""
+
+    BROWSE = "browse"  # the catalogue, search, an artist, album or similar-tracks list
+    UP_NEXT = "up_next"  # the "Up next" list the recommender pushed
+    RADIO = "radio"  # a radio station started from a track (the recommender's list, played on)
+    QUEUE = "queue"  # the listener's own queue
+
+
 class PlayEvent(Message):
     """A listener's action on a track (topic ``cadenza.plays``, key ``user_id``)."""
 
@@ -96,6 +105,11 @@ class PlayEvent(Message):
         default=0.0, ge=0, le=86_400, allow_inf_nan=False, description="Playback position."
     )
     ts: UtcDatetime = Field(default_factory=utcnow, description="Event time (UTC).")
+    source: PlaySource | None = Field(
+        default=None,
+        description="Where the track was started from (browse, up_next, radio, queue); absent: "
+        "not said (older producers). Optional under the topic-evolution rule.",
+    )
 
     @field_validator("ts")
     @classmethod

@@ -2,7 +2,7 @@
 // Polls GET /api/ops every 2 s (no user token; polls never overlap, 5 s timeout) and renders:
 // cards with the current value and an inline-SVG sparkline over the last 5 minutes for
 // total lag (consumer groups + streaming queries), connections, messages pushed/s,
-// plays accepted/s and errors; and the consumer-group and streaming-query tables.
+// plays accepted/s, acceptance of recommendations (with skip rates) and errors; and the consumer-group and streaming-query tables.
 // A failed poll leaves a gap in the sparklines and an error in the status line.
 // All server text is rendered with textContent. Links to /metrics live in ops.html.
 
@@ -29,6 +29,13 @@ const CARDS = [
     sub: () => 'to browsers' },
   { key: 'plays', title: 'Plays accepted / s', digits: 1, value: (d) => num(d.rates.plays_accepted_per_s),
     sub: () => 'play frames on /ws, POST /api/plays → Kafka' },
+  { key: 'acceptance', title: 'Acceptance %', digits: 1,
+    value: (d) => { const a = num(d.rates.listening?.acceptance); return a == null ? null : 100 * a; },
+    sub: (d) => {
+      const pct = (v) => (num(v) == null ? '–' : `${(100 * num(v)).toFixed(1)}%`);
+      const l = d.rates.listening || {};
+      return `started from Up next / radio · skips ${pct(l.skip_recommended)} of those, ${pct(l.skip_browsed)} browsed`;
+    } },
   { key: 'errors', title: 'Errors', digits: 0, warn: (latest, first) => latest > first, value: (d) => num(d.rates.errors),
     sub: (d, card) => {
       const first = card.series.find((p) => p.v != null);

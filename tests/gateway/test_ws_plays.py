@@ -419,3 +419,55 @@ def test_websocket_plays_reach_the_plays_topic_in_order_on_the_stack(
     rita = [e for k, e in records if k == b"rita"]
     assert [str(e.event_id) for e in rita] == ids[:30]  # one partition per listener: in order
     assert all(e.user_id == "rita" for e in rita) and len(records) == 31
+
+
+@pytest.mark.stack
+def test_where_a_play_was_started_from_reaches_the_topic_and_the_acceptance_metrics(
+    stack_client: tuple[TestClient, Settings],
+) -> None:
+    """Plays say their source (socket or POST); the gateway counts them by kind and source,
+    and /api/ops turns the counts into acceptance and skip rates; a bad source is a 422."""
+    client, settings = stack_client
+    sent = [
+        ("play", "up_next"),
+        ("skip", "up_next"),
+        ("play", "radio"),
+        ("play", "browse"),
+        ("play", "queue"),
+        ("complete", "queue"),
+        ("play", None),
+    ]
+    with socket_of(client, settings, "sam") as ws:
+        hello(ws)
+        for i, (kind, source) in enumerate(sent):
+            data: dict[str, Any] = {"track_id": 10, "kind": kind}
+            if source is not None:
+                data["source"] = source
+            ws.send_text(play(i, **data))
+        assert [(a["type"], a["ref"]) for a in (receive(ws) for _ in sent)] == [
+            ("play_ack", i) for i in range(len(sent))
+        ]
+        ws.send_text(play("bad", track_id=10, kind="play", source="billboard"))
+        refused = receive(ws)
+        assert (refused["type"], refused["status"], refused["field"]) == ("play_error", 422, "source")
+    headers = {"Authorization": f"Bearer {token_for('sam', settings)}"}
+    posted = client.post(
+        "/api/plays", json={"track_id": 11, "kind": "skip", "source": "browse"}, headers=headers
+    )
+    assert posted.status_code == 202, posted.text
+    bad = client.post("/api/plays", json={"track_id": 11, "kind": "play", "source": 3}, headers=headers)
+    assert (bad.status_code, bad.json()["field"]) == (422, "source")
+
+    records = read_plays(settings, expect=len(sent) + 1)
+    assert [(e.kind.value, e.source.value if e.source else None) for k, e in records if k == b"sam"] == [
+        *sent,
+        ("skip", "browse"),
+    ]
+    metrics = parse_metrics(client.get("/metrics").text)
+    assert metrics['cadenza_gateway_plays_total{kind="play",source="up_next"}'] == 1
+    assert metrics['cadenza_gateway_plays_total{kind="skip",source="up_next"}'] == 1
+    assert metrics['cadenza_gateway_plays_total{kind="play",source="unknown"}'] == 1
+    assert metrics['cadenza_gateway_plays_total{kind="like",source="radio"}'] == 0  # exported from 0
+    listening = client.get("/api/ops").json()["rates"]["listening"]
+    # 5 starts (play), 2 of them from up next or radio; 1 of those 2 skipped; 1 of 1 browsed skipped.
+    assert listening == {"acceptance": 0.4, "skip_recommended": 0.5, "skip_browsed": 1.0}

@@ -138,9 +138,9 @@ export const api = {
   track: (id) => request(`/api/tracks/${trackId(id)}`),
   similar: (id, limit = 20) => request(`/api/tracks/${trackId(id)}/similar?${query({ limit })}`),
   genres: () => request('/api/genres'),
-  play: (id, kind, positionS, eventId) => request('/api/plays', {
+  play: (id, kind, positionS, eventId, source) => request('/api/plays', {
     method: 'POST',
-    body: { track_id: Number(id), kind, position_s: positionS, ...(eventId ? { event_id: eventId } : {}) },
+    body: { track_id: Number(id), kind, position_s: positionS, ...(eventId ? { event_id: eventId } : {}), ...(source ? { source } : {}) },
   }),
   recommendations: () => request('/api/recommendations'),
 };

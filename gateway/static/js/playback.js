@@ -2,7 +2,8 @@
 // The queue, the <audio id="player-audio"> element, radio mode and play reporting.
 // Every start of a queue entry is a new "track instance"; each instance reports each kind
 // at most once, as a play frame on the live socket (POST /api/plays when it is down): "play" at its first `playing` event, "complete" on
-// `ended` (then next), "skip" from the skip button (with the position, then next), "like".
+// `ended` (then next), "skip" from the skip button (with the position, then next), "like";
+// each says where the entry came from (`source`: browse, up_next, radio or queue).
 // Radio: GET /api/tracks/{id}/similar fills the queue, then, whenever fewer than 3 tracks
 // are left, the top "Up next" recommendations not already queued are appended (falling
 // back to tracks similar to the current one). Audio comes from /audio/<id> (the session cookie).
@@ -22,6 +23,13 @@ const KEEP_HISTORY = 30; // played entries kept above the current one
 const MAX_ERRORS = 3;    // consecutive unplayable tracks before giving up
 
 let uidSeq = 0;
+
+// Where an entry came from, as plays report it (schemas.events.PlaySource): what the
+// gateway and the recommender count acceptance of recommendations by.
+const WIRE_SOURCE = { upnext: 'up_next', radio: 'radio', queue: 'queue' };
+export function wireSource(source) {
+  return WIRE_SOURCE[source] || 'browse';
+}
 
 function normalize(t) {
   return {
@@ -203,7 +211,8 @@ export class Playback extends EventTarget {
     const t = normalize(track);
     if (!isPlayable(t)) return false;
     if (this.queue.slice(this.index + 1).some((e) => e.track.track_id === t.track_id)) return false;
-    this.queue.push(this._entry(t, source));
+    // Added by hand from a browse list: played later, it came from the listener's queue.
+    this.queue.push(this._entry(t, source === 'browse' ? 'queue' : source));
     this._emit();
     return true;
   }
@@ -355,7 +364,7 @@ export class Playback extends EventTarget {
       this.queue.splice(0, drop);
       this.index -= drop;
     }
-    this.instance = { id: ++this._instSeq, uid: e.uid, trackId: e.track.track_id, sent: new Set(), liked: false };
+    this.instance = { id: ++this._instSeq, uid: e.uid, trackId: e.track.track_id, source: wireSource(e.source), sent: new Set(), liked: false };
     this.audio.src = audioUrl(e.track);
     this._emit();
     this._play();
@@ -393,7 +402,7 @@ export class Playback extends EventTarget {
     const eventId = newEventId();
     try {
       let res = null;
-      const sent = this.sendPlay ? this.sendPlay({ track_id: Number(inst.trackId), kind, position_s: pos, event_id: eventId }) : null;
+      const sent = this.sendPlay ? this.sendPlay({ track_id: Number(inst.trackId), kind, position_s: pos, event_id: eventId, source: inst.source }) : null;
       if (sent) {
         try {
           res = await sent;
@@ -402,7 +411,7 @@ export class Playback extends EventTarget {
           res = null; // the socket went away: post it, the same event id
         }
       }
-      if (!res) res = await api.play(inst.trackId, kind, pos, eventId);
+      if (!res) res = await api.play(inst.trackId, kind, pos, eventId, inst.source);
       this.dispatchEvent(new CustomEvent('reported', { detail: { kind, trackId: inst.trackId, eventId: res?.event_id } }));
       return true;
     } catch (err) {
