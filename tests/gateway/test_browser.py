@@ -348,6 +348,10 @@ def test_listener_plays_skips_and_up_next_follows(
         events = wait_plays(settings, user, {("play", first), ("skip", first), ("play", second)}, timeout=20)
         skip = next(e for e in events if e.kind.value == "skip")
         assert skip.track_id == first and skip.position_s >= 1.0, skip
+        # Each says where the track was started from: the search list, then "Up next" (queued).
+        sources = {(e.kind.value, e.track_id): e.source and e.source.value for e in events}
+        assert sources[("play", first)] == sources[("skip", first)] == "browse", sources
+        assert sources[("play", second)] == "up_next", sources
         # ... sent as play frames on the player's open socket, not as POSTs.
         with urllib.request.urlopen(f"{base}/metrics", timeout=5) as answer:
             exposition = answer.read().decode()
