@@ -42,6 +42,7 @@ from recommender_stream.delivery import DeliveryGuard
 from recommender_stream.errors import CatalogueError
 from recommender_stream.listener import Limits
 from recommender_stream.processor import Output, Processor, Record
+from recommender_stream.ranking import RankingParams
 from recommender_stream.transport import WorkerApp
 from schemas.catalogue_snapshot import SnapshotError, load_snapshot, snapshot_path
 from schemas.cluster_model import current_version
@@ -55,6 +56,16 @@ PRODUCER_LINGER_S: Final = 0.005
 SNAPSHOT: Final = "snapshot"
 SCAN: Final = "scan"
 T = TypeVar("T")
+
+
+def ranking_params(settings: Settings) -> RankingParams:
+    """The ranking's weights from settings (``CADENZA_RECO_*``)."""
+    return RankingParams(
+        seed_weight=settings.reco_seed_weight,
+        trending_weight=settings.reco_trending_weight,
+        mix_weight=settings.reco_mix_weight,
+        lambda_=settings.reco_mmr_lambda,
+    )
 
 
 def app_id(settings: Settings) -> str:
@@ -142,6 +153,7 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> tuple[faus
             limits=Limits(settings.reco_last_n, settings.reco_half_life_s, settings.reco_seen_events),
             k=settings.reco_k,
             half_life_s=settings.reco_half_life_s,
+            params=ranking_params(settings),
         ),
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}

@@ -18,6 +18,34 @@ class RecommenderSettings(Component):
     reco_k: int = Field(10, ge=1, le=100, description="Tracks per recommendation list.")
     reco_last_n: int = Field(20, ge=1, description="Recent tracks kept (and never recommended).")
     reco_half_life_s: float = Field(1800.0, gt=0, description="Half-life of a listener's cluster affinity.")
+    reco_seed_weight: float = Field(
+        1.0,
+        ge=0,
+        le=100,
+        description="Ranking: weight of a candidate's closeness to one of the last tracks played "
+        "(\"sounds like <title>\"); the score adds it to the cluster's share of the listener's affinity.",
+    )
+    reco_trending_weight: float = Field(
+        0.5,
+        ge=0,
+        le=100,
+        description="Ranking: weight of what is trending in the listener's strongest clusters "
+        '("trending in your mix").',
+    )
+    reco_mix_weight: float = Field(
+        0.5,
+        ge=0,
+        le=100,
+        description="Ranking: weight of closeness to the listener's recent tracks in a cluster "
+        '("more from your mix").',
+    )
+    reco_mmr_lambda: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Ranking: maximal marginal relevance's trade of score (1) against diversity (0) "
+        "when it picks the list from the candidates.",
+    )
     reco_seen_events: int = Field(
         200, ge=10, description="Recent event ids kept per listener for deduplication."
     )

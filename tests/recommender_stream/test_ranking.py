@@ -5,12 +5,16 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
+import pydantic
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from infra.settings import Settings
+from recommender_stream.app import ranking_params
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.listener import DELTAS, Limits, ListenerState
-from recommender_stream.ranking import recommend
+from recommender_stream.ranking import PREVIOUS, RankingParams, recommend
 
 KINDS = ("play", "skip", "complete", "like")
 LIMITS = Limits(last_n=5, half_life_s=600.0, seen_events=50)
@@ -181,3 +185,15 @@ def test_tracks_without_audio_are_never_recommended_while_any_has_audio(
     assert silent.playable_count == 0
     picks = recommend(build_state(silent, events), silent, {}, {}, k=10, now=7200.0, half_life_s=600.0)
     assert len(picks) == min(10, len(set(silent.ids) - set(state.recent) - set(state.skipped)))
+
+
+def test_the_rankings_weights_come_from_settings_and_bad_ones_are_refused() -> None:
+    assert ranking_params(Settings()) == PREVIOUS
+    tuned = Settings(
+        reco_seed_weight=2.0, reco_trending_weight=0.25, reco_mix_weight=0.0, reco_mmr_lambda=1.0
+    )
+    assert ranking_params(tuned) == RankingParams(2.0, 0.25, 0.0, 1.0)
+    with pytest.raises(pydantic.ValidationError):
+        Settings(reco_mmr_lambda=1.5)
+    with pytest.raises(ValueError, match="lambda_"):
+        RankingParams(lambda_=-0.1)
