@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -83,6 +83,37 @@ class PhaseRecord:
     settled: float
     zero: dict[str, float | None]
     lag_max: dict[str, int]
+    #: program -> CPU s once every lag was back to 0 (or at the settle deadline): the cost of
+    #: the phase's plays includes the backlog worked off after the last send.
+    cpu_settled: dict[str, float] = field(default_factory=dict)
+    #: The machine's busy CPU s (all cores) at the start and once settled (system.machine_cpu_s).
+    machine: tuple[float, float] | None = None
+    costs_until: float | None = None  # when the settled readings were taken
+
+
+def costs(rec: PhaseRecord, accepted: int) -> dict[str, Any] | None:
+    """CPU ms per accepted play, per stage, from the start of the phase until every lag was
+    back to 0: each program (its process tree), the simulator, ``other`` (everything else the
+    machine did: the bench's own sampler, the OS, anything not started by the bench) and the
+    machine's total, which the rows add up to. None without the settled readings."""
+    if not accepted or rec.machine is None or not rec.cpu_settled:
+        return None
+    cpu0, _ = rec.cpu
+    pids, pids_after = rec.pids
+    per_play = 1000.0 / accepted
+    rows = {
+        n: (rec.cpu_settled[n] - cpu0[n]) * per_play
+        for n in cpu0
+        if n in rec.cpu_settled and pids_after.get(n) == pids.get(n)
+    }
+    rows["simulator"] = sum(rec.raw["cpu_s"]) * per_play
+    machine = (rec.machine[1] - rec.machine[0]) * per_play
+    rows["other"] = machine - sum(rows.values())
+    return {
+        "window_s": round((rec.costs_until or rec.settled) - rec.wall[0], 2),
+        "ms_per_play": {n: round(v, 3) for n, v in sorted(rows.items(), key=lambda kv: -kv[1])},
+        "machine_ms_per_play": round(machine, 3),
+    }
 
 
 def phase_summary(rec: PhaseRecord) -> dict[str, Any]:
@@ -146,6 +177,8 @@ def phase_summary(rec: PhaseRecord) -> dict[str, Any]:
         # accepted: what a higher rate would ask of the same machine.
         "cpu_total_pct": sum(cpu_pct.values()),
         "cpu_ms_per_play": sum(cpu_pct.values()) * 10 * wall / len(accepted) if accepted else None,
+        # The cost table: per stage until the lags were back to 0, with the machine's total.
+        "costs": costs(rec, len(accepted)),
         "simulator_processes": rec.simulator_processes,
         # One simulator process is one event loop on one core: near 100% (or a rate short of the
         # target) means the client, not the system, may set the latency.

@@ -20,7 +20,7 @@ from bench.common import LagSampler
 from bench.e2e.analysis import PhaseRecord, accepted_events, phase_summary, send_window
 from bench.e2e.load import sim_options, sim_timeout, simulate
 from bench.e2e.report import say
-from bench.e2e.system import System
+from bench.e2e.system import System, machine_cpu_s
 
 WARMUP_ATTEMPTS, WARMUP_HISTORY_S = 4, 300.0
 
@@ -71,6 +71,7 @@ def run_phase(
 ) -> dict[str, Any]:
     options = sim_options(args.listeners, rate, args.duration, args.drain, args.seed + index, args.sim_procs)
     pids = system.program_pids()
+    machine0 = machine_cpu_s()
     cpu0, wall0, metrics0 = system.program_cpu(pids), time.time(), system.gateway_metrics()
     raw = simulate(system, options, sim_timeout(options))
     wall1, metrics1 = time.time(), system.gateway_metrics()
@@ -85,11 +86,14 @@ def run_phase(
     stored: set[str] = set()
     history_s: float | None = None
     polls: list[tuple[float, int, float]] = []  # (s after the last send, stored, query s)
+    costs_at: tuple[dict[str, float], float, float] | None = None  # CPU, machine CPU, when
     deadline = time.monotonic() + args.settle
     try:
         while True:
             late = time.monotonic() > deadline
             if late or not any(sampler.latest().values()):
+                if costs_at is None:  # the lags are 0: the phase's work is done, before reading
+                    costs_at = (system.program_cpu(pids), machine_cpu_s(), time.time())  # history
                 asked = time.time()
                 stored = history_ids(db, raw["users"]) & wanted
                 polls.append((round(asked - send_end, 2), len(stored), round(time.time() - asked, 3)))
@@ -102,6 +106,7 @@ def run_phase(
     finally:
         db.client.close()
     settled = time.time()
+    cpu_settled, machine1, costs_until = costs_at or (system.program_cpu(pids), machine_cpu_s(), settled)
     return phase_summary(
         PhaseRecord(
             rate=rate,
@@ -121,5 +126,8 @@ def run_phase(
             settled=settled,
             zero=sampler.zero_after(send_end, settled),
             lag_max=sampler.peak(send_start, settled),
+            cpu_settled=cpu_settled,
+            machine=(machine0, machine1),
+            costs_until=costs_until,
         )
     )

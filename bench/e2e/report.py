@@ -139,6 +139,14 @@ def print_table(r: dict[str, Any]) -> None:
                 f"{ph['cpu_total_pct']:.0f}% of {r['cpus'] * 100}%, {ph['cpu_ms_per_play']:.2f} ms per play",
                 "",
             )
+        if ph.get("costs"):
+            c = ph["costs"]
+            rows = ", ".join(f"{n} {v:.2f}" for n, v in c["ms_per_play"].items())
+            t.add_row(
+                f"  CPU ms per play until the lags were 0 ({c['window_s']:.0f} s)",
+                f"{rows} = machine {c['machine_ms_per_play']:.2f}",
+                "",
+            )
         if ph["restarted"]:
             t.add_row("  [red]restarted during the phase[/]", ", ".join(ph["restarted"]), "none")
         if ph["client_saturated"]:

@@ -52,6 +52,16 @@ def process_cpu_s() -> dict[int, tuple[int, float]]:
     return out
 
 
+def machine_cpu_s() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (``/proc/stat``: user,
+    nice, system, irq, softirq and steal; idle and I/O wait left out): the total that the
+    cost table's rows must add up to."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / tick
+
+
 def tree_cpu_s(root: int, table: dict[int, tuple[int, float]]) -> float:
     """CPU seconds of ``root`` and its live descendants (a stream job's Spark JVM and workers),
     those that have exited included (see :func:`process_cpu_s`)."""
