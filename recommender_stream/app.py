@@ -42,7 +42,7 @@ from recommender_stream.delivery import DeliveryGuard
 from recommender_stream.errors import CatalogueError
 from recommender_stream.listener import Limits
 from recommender_stream.processor import Output, Processor, Record
-from recommender_stream.ranking import RankingParams
+from recommender_stream.ranking import ranking_params
 from recommender_stream.transport import WorkerApp
 from schemas.catalogue_snapshot import SnapshotError, load_snapshot, snapshot_path
 from schemas.cluster_model import current_version
@@ -56,16 +56,6 @@ PRODUCER_LINGER_S: Final = 0.005
 SNAPSHOT: Final = "snapshot"
 SCAN: Final = "scan"
 T = TypeVar("T")
-
-
-def ranking_params(settings: Settings) -> RankingParams:
-    """The ranking's weights from settings (``CADENZA_RECO_*``)."""
-    return RankingParams(
-        seed_weight=settings.reco_seed_weight,
-        trending_weight=settings.reco_trending_weight,
-        mix_weight=settings.reco_mix_weight,
-        lambda_=settings.reco_mmr_lambda,
-    )
 
 
 def app_id(settings: Settings) -> str:

@@ -1,4 +1,5 @@
-"""``cadenza recommender``: run Faust recommender workers (entry point ``cadenza.cli: recommender_stream``).
+"""``cadenza recommender``: run Faust recommender workers (entry point ``cadenza.cli: recommender_stream``);
+also registers ``cadenza evaluate replay`` (:mod:`recommender_stream.replay_cli`).
 
 One worker runs in this process; ``--workers N`` starts N worker processes on
 consecutive web ports (``CADENZA_FAUST_PORT`` + i) in one consumer group, so Kafka
@@ -49,4 +50,7 @@ def recommender(
 
 
 def register(app: typer.Typer) -> None:
+    from recommender_stream import replay_cli
+
     app.command("recommender")(recommender)
+    replay_cli.register(app)

@@ -19,3 +19,7 @@ class RejectedEvent(RecommenderError):  # noqa: N818 - a reason, stored in dead 
 
 class UnknownTrackError(RejectedEvent):
     """A play for a track the catalogue does not hold."""
+
+
+class ReplayError(RecommenderError):
+    """An offline replay (``cadenza evaluate replay``) could not read its history."""

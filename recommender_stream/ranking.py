@@ -27,12 +27,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.listener import ListenerState
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 SEEDS = 3
 PER_SEED = 10
@@ -67,8 +70,20 @@ class RankingParams:
             raise ValueError(f"lambda_ must be in [0, 1], got {self.lambda_}")
 
 
-#: The weights the ranking shipped with before tuning (issue 26's "previous ranking").
+#: The weights the ranking shipped with before tuning (issue 26's "previous ranking"), and
+#: the half-life it ran with (``CADENZA_RECO_HALF_LIFE_S``'s default then).
 PREVIOUS: Final = RankingParams()
+PREVIOUS_HALF_LIFE_S: Final = 1800.0
+
+
+def ranking_params(settings: Settings) -> RankingParams:
+    """The ranking's weights from settings (``CADENZA_RECO_*``)."""
+    return RankingParams(
+        seed_weight=settings.reco_seed_weight,
+        trending_weight=settings.reco_trending_weight,
+        mix_weight=settings.reco_mix_weight,
+        lambda_=settings.reco_mmr_lambda,
+    )
 
 
 @dataclass(frozen=True)

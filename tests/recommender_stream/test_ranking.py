@@ -11,10 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.settings import Settings
-from recommender_stream.app import ranking_params
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.listener import DELTAS, Limits, ListenerState
-from recommender_stream.ranking import PREVIOUS, RankingParams, recommend
+from recommender_stream.ranking import PREVIOUS, RankingParams, ranking_params, recommend
 
 KINDS = ("play", "skip", "complete", "like")
 LIMITS = Limits(last_n=5, half_life_s=600.0, seen_events=50)
