@@ -40,6 +40,14 @@ def simulate(
         "--sockets/--no-sockets",
         help="Open each listener's /ws and time the recommendations (and, by default, send the plays on it).",
     ),
+    choose: bool = typer.Option(
+        True,
+        "--choose/--no-choose",
+        help="Closed loop (needs the sockets): each listener picks its next track from the Up next "
+        "list it was last pushed, or browses its home genre, by the choice model of "
+        "simulator/choice.py, and says so in each play's source; --no-choose draws every event in "
+        "advance (the open-loop model). The report gives the acceptance.",
+    ),
     seed: int | None = typer.Option(
         None, "--seed", help="Same seed, same listeners (sim-s<SEED>-<i>) and events; default random."
     ),
@@ -53,9 +61,11 @@ def simulate(
 ) -> None:
     """Simulated listeners playing music, to load and watch the whole system.
 
-    Listeners (ids sim-<tag>-<i>) pick tracks of the MongoDB catalogue with
-    Zipf popularity, stay mostly in a home genre that drifts, skip, complete
-    and like, and pause between sessions; their events go through the gateway
+    Listeners (ids sim-<tag>-<i>) have a home genre that drifts now and then;
+    each picks its next track from the "Up next" its socket was pushed (likelier
+    the more of it matches its taste) or browses its genre with Zipf
+    popularity (--no-choose: tracks drawn in advance, with pauses between
+    sessions), then skips, completes or likes it by taste; their events go through the gateway
     (or to Kafka) at --rate events/s for --duration s: by default as play
     frames on each listener's own websocket, with --plays-via http (or
     --no-sockets) as POST /api/plays. Unless --no-sockets, each listener's
@@ -93,6 +103,7 @@ def simulate(
         plays_via="http" if plays_via == "http" or not sockets else "ws",
         seed=seed,
         drain_s=drain,
+        choose=choose,
         url=url,
     )
     console = Console()

@@ -241,6 +241,9 @@ class Scheduled:
     home: str
     kind: PlayKind
     position_s: float
+    #: Where the listener started the track (``up_next``, ``browse``; None: not said, as
+    #: the open-loop model's events, whose tracks are drawn in advance).
+    source: str | None = None
 
 
 def schedule(

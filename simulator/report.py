@@ -53,6 +53,12 @@ class SimulationReport:
     note: str | None = None
     #: Where the plays went: ``ws`` (frames on the sockets), ``http`` (POST /api/plays) or ``kafka``.
     plays_via: str = ""
+    #: ``closed`` (listeners choose from what they were pushed) or ``open`` (drawn in advance).
+    listening: str = "open"
+    #: Closed loop: tracks started by source, lists in hand, acceptance (simulator.closed_loop).
+    choices: dict[str, Any] = field(default_factory=dict)
+    #: Closed loop: seconds of the model's event time per second of the run.
+    time_compression: float | None = None
     accepted_event_ids: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +84,25 @@ class SimulationReport:
             ("matched / unmatched / outstanding", f"{self.matched} / {self.unmatched} / {self.outstanding}"),
             ("latency p50 / p95 / p99 / max (ms)", f"{ms('p50')} / {ms('p95')} / {ms('p99')} / {ms('max')}"),
         ]
+        if self.listening == "closed" and self.choices:
+            started = self.choices.get("started", {})
+            acceptance = self.choices.get("acceptance")
+            rows.append(
+                (
+                    "tracks from Up next / browsed",
+                    f"{started.get('up_next', 0)} / {started.get('browse', 0)} (acceptance "
+                    f"{'-' if acceptance is None else f'{100 * acceptance:.1f}%'}; the gateway counts "
+                    "the same in cadenza_gateway_plays_total)",
+                )
+            )
+            if self.time_compression is not None:
+                rows.append(
+                    (
+                        "time compression",
+                        f"{self.time_compression:.0f} s of listening per s of the run (event times are "
+                        "the gateway's clock: the recommender's half-life spans that many fewer plays)",
+                    )
+                )
         if self.socket_errors:
             rows.append(("socket errors", _counts(self.socket_errors)))
         if self.note:
@@ -135,6 +160,13 @@ class Tally:
     arrivals: list[Arrival] = field(default_factory=list)
     matched_of: Counter[str] = field(default_factory=Counter)  # user -> recommendations of our events
     socket_errors: Counter[str] = field(default_factory=Counter)
+    #: Event id -> source of each ``play`` sent with one (closed loop): what was accepted of
+    #: them is what the gateway counts by source.
+    play_sources: dict[str, str] = field(default_factory=dict)
+
+    def started_by_source(self) -> Counter[str]:
+        """Accepted ``play`` events by source."""
+        return Counter(self.play_sources[e] for e in self.accepted if e in self.play_sources)
 
     def arrived(self, user: str, at: float, cause: Any) -> None:
         cause_id = str(cause) if cause is not None else None

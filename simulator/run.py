@@ -38,7 +38,9 @@ from rich.console import Console
 
 from infra.settings import Settings
 from schemas import tokens
-from simulator import plays
+from schemas.events import PlayKind
+from simulator import choice, plays
+from simulator.closed_loop import Choices, closed_loop, compression
 from simulator.errors import SimulationError
 from simulator.progress import Bar
 from simulator.report import SimulationReport, Tally, fill
@@ -72,6 +74,10 @@ class SimulationConfig:
     connect_concurrency: int = 32
     progress: bool = True
     model: plays.ListenerModel = field(default_factory=plays.ListenerModel)
+    #: Closed loop (needs the sockets): each listener picks its next track from the "Up next"
+    #: it was pushed, or browses (simulator.choice); off: events drawn in advance (plays).
+    choose: bool = True
+    choice_model: choice.ChoiceModel = field(default_factory=choice.ChoiceModel)
 
     def __post_init__(self) -> None:
         if self.listeners < 1 or self.concurrency < 1 or self.connect_concurrency < 1:
@@ -173,14 +179,28 @@ async def simulate(
     report = SimulationReport(tag, seed, config.via, base, config.listeners, config.rate, config.duration_s)
     report.plays_via = config.plays_path
     catalogue = plays.build_catalogue(tracks, seed=seed, zipf_exponent=config.model.zipf_exponent)
-    events = plays.schedule(catalogue, config.listeners, config.rate, seed=seed, model=config.model)
     tally = Tally()
+    sockets = Sockets(base, tally, config.connect_concurrency)
+    choices = Choices()
+    events: Iterator[plays.Scheduled]
+    if config.choose and config.sockets:
+        report.listening = "closed"
+        events = closed_loop(
+            catalogue,
+            config.listeners,
+            config.rate,
+            seed=seed,
+            latest=lambda who: sockets.latest.get(users[who], ()),
+            model=config.choice_model,
+            choices=choices,
+        )
+    else:
+        events = plays.schedule(catalogue, config.listeners, config.rate, seed=seed, model=config.model)
     secret = settings.token_secret.get_secret_value()
     ttl = int(config.duration_s + config.drain_s + 3600)
     tokens_of = {u: tokens.issue(secret, u, now=time.time(), ttl_s=ttl) for u in users}
     if config.via == "gateway" or config.sockets:
         await check_gateway(base)
-    sockets = Sockets(base, tally, config.connect_concurrency)
     sender: Sender
     if config.plays_path == "ws":
         sender = SocketSender(sockets, tally)
@@ -206,6 +226,9 @@ async def simulate(
         await sockets.close_all()
         await sender.stop()
     fill(report, tally, set(sockets.open), watched=config.sockets)
+    if report.listening == "closed":
+        report.choices = choices.to_dict(tally.started_by_source())
+        report.time_compression = compression(choices, report.send_s)
     return report
 
 
@@ -242,6 +265,8 @@ async def _send_all(
         await sem.acquire()
         user, event_id = users[event.listener], str(uuid.uuid4())
         tally.sent += 1
+        if event.source is not None and event.kind is PlayKind.PLAY:
+            tally.play_sources[event_id] = event.source
         if isinstance(sender, KafkaSender | SocketSender):  # handed over in order, answered later
             try:
                 ack = await sender.send(user, event, event_id)

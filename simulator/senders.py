@@ -21,7 +21,7 @@ import uuid
 from typing import Any, Final
 
 from infra.settings import Settings
-from schemas.events import PlayEvent
+from schemas.events import PlayEvent, PlaySource
 from simulator import plays
 from simulator.errors import SimulationError, SocketClosedError
 from simulator.keepalive import KeepAlivePool
@@ -29,6 +29,19 @@ from simulator.report import Tally
 from simulator.sockets import Sockets
 
 HTTP_TIMEOUT_S: Final = 15.0
+
+
+def report(event: plays.Scheduled, event_id: str) -> dict[str, Any]:
+    """The play report of ``event`` as the gateway takes it (POST body or frame ``data``)."""
+    body: dict[str, Any] = {
+        "track_id": event.track_id,
+        "kind": event.kind.value,
+        "position_s": event.position_s,
+        "event_id": event_id,
+    }
+    if event.source is not None:
+        body["source"] = event.source
+    return body
 
 
 class GatewaySender:
@@ -44,12 +57,7 @@ class GatewaySender:
         return None
 
     async def send(self, user: str, event: plays.Scheduled, event_id: str) -> None:
-        body = {
-            "track_id": event.track_id,
-            "kind": event.kind.value,
-            "position_s": event.position_s,
-            "event_id": event_id,
-        }
+        body = report(event, event_id)
         headers = {"Authorization": f"Bearer {self.tokens_of[user]}"}
         payload = json.dumps(body).encode()
         async with self.locks[user]:
@@ -83,12 +91,7 @@ class SocketSender:
     async def send(self, user: str, event: plays.Scheduled, event_id: str) -> asyncio.Future[Any]:
         """Send the event's frame; the future of the gateway's answer (SocketClosedError if the
         listener has no open socket)."""
-        data = {
-            "track_id": event.track_id,
-            "kind": event.kind.value,
-            "position_s": event.position_s,
-            "event_id": event_id,
-        }
+        data = report(event, event_id)
         frame = json.dumps({"type": "play", "ref": event_id, "data": data})
         self.tally.sent_at[event_id] = time.time()
         return await self.sockets.send_play(user, event_id, frame)
@@ -159,6 +162,7 @@ class KafkaSender:
             track_id=event.track_id,
             kind=event.kind,
             position_s=event.position_s,
+            source=PlaySource(event.source) if event.source else None,
         )
         self.tally.sent_at[event_id] = time.time()
         result: asyncio.Future[Any] = await self.producer.send(

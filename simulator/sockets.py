@@ -7,7 +7,9 @@ event that caused it, and the answers to the listener's plays (``play_ack`` /
 gateway's pings, the ``play`` frames of :class:`simulator.senders.SocketSender` (sent on
 the listener's own socket, :meth:`Sockets.send_play`), and the run's
 :class:`simulator.report.Tally` (each arrival with its local receive time, and socket
-errors by reason), which :mod:`simulator.run` turns into the report.
+errors by reason), which :mod:`simulator.run` turns into the report; and each listener's
+newest list (:attr:`Sockets.latest`), which closed-loop listeners choose from
+(:mod:`simulator.closed_loop`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Sockets:
         self.closing = False
         #: Plays sent and not answered yet: ref -> (listener, the answer to come).
         self.replies: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        #: Each listener's newest "Up next" (track ids), what a closed-loop listener chooses from.
+        self.latest: dict[str, list[int]] = {}
 
     async def connect_all(self, tokens_of: dict[str, str], bar: Bar) -> None:
         async def one(user: str, token: str) -> None:
@@ -107,6 +111,9 @@ class Sockets:
                     data = message.get("data")
                     cause = data.get("cause_event_id") if isinstance(data, dict) else None
                     self.tally.arrived(user, at, cause)
+                    listed = track_ids(data.get("items") if isinstance(data, dict) else None)
+                    if listed is not None:
+                        self.latest[user] = listed
         except ConnectionClosed:
             pass
         if not self.closing:
@@ -147,3 +154,12 @@ class Sockets:
 async def _close(ws: ClientConnection) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(ws.close(), 3.0)
+
+
+def track_ids(items: Any) -> list[int] | None:
+    """The track ids of a recommendation's ``items`` (None when they are not a list; items
+    without an integer ``track_id`` are left out)."""
+    if not isinstance(items, list):
+        return None
+    ids = (item.get("track_id") if isinstance(item, dict) else None for item in items)
+    return [t for t in ids if isinstance(t, int) and not isinstance(t, bool)]

@@ -261,6 +261,61 @@ def test_plays_over_the_socket_or_http_to_an_in_process_gateway_are_all_accepted
     in_order(check_topic(topics, report))
 
 
+def recommend_jazz(settings: Settings, stop: threading.Event) -> None:
+    """A stand-in recommender: every play is answered with the same ten Jazz tracks (26-35)."""
+    c = consumer(settings, settings.topic(PLAYS), group_id=None)
+    p = producer(settings, linger_ms=0)
+    items = [RecommendedTrack(track_id=t, score=1.0, reason="jazz") for t in range(26, 36)]
+    try:
+        while not stop.is_set():
+            for records in c.poll(timeout_ms=100).values():
+                for r in records:
+                    e = decode(PlayEvent, r.value)
+                    answer = Recommendation(
+                        user_id=e.user_id, items=items, cause_event_id=e.event_id, cause_ts=e.ts
+                    )
+                    p.send(settings.topic(RECOMMENDATIONS), key=encode_key(e.user_id), value=encode(answer))
+            p.flush()
+    finally:
+        c.close()
+        p.close()
+
+
+@pytest.mark.stack
+def test_closed_loop_listeners_choose_from_what_they_were_pushed_and_the_gateway_counts_it(
+    topics: Settings, db: Db
+) -> None:
+    """Each listener's next track comes from the list its socket was last pushed (source up_next)
+    or from browsing its home genre (browse); every play says which, and the gateway's count of
+    plays from Up next is the simulator's."""
+    db.tracks.insert_many(catalogue_docs())
+    settings = topics.model_copy(update={"token_secret": SecretStr("simulator-secret-of-at-least-32-chars")})
+    stop = threading.Event()
+    pushing = threading.Thread(target=recommend_jazz, args=(topics, stop), daemon=True)
+    pushing.start()
+    try:
+        with serve(create_app(settings)) as running:
+            wait_ready(running.url, None, None)
+            config = SimulationConfig(
+                listeners=4, rate=30.0, duration_s=4.0, drain_s=1.0, url=running.url, progress=False, seed=5
+            )
+            report = run(settings, config)
+            by = dict(running.gateway.metrics.plays_by)
+    finally:
+        stop.set()
+        pushing.join(timeout=10)
+    assert report.listening == "closed" and report.failed == {}
+    started = report.choices["started"]
+    assert started.get("up_next", 0) > 0 and started.get("browse", 0) > 0, report.choices
+    assert by[("play", "up_next")] == started["up_next"] and by[("play", "browse")] == started["browse"]
+    assert report.time_compression is not None and report.time_compression > 1
+    assert any("Up next" in name for name, _ in report.rows())
+    plays = check_topic(topics, report)
+    in_order(plays)
+    assert all(e.source is not None for _, e in plays)
+    assert {e.track_id for _, e in plays if e.source and e.source.value == "up_next"} <= set(range(26, 36))
+
+
 # --- pure helpers (no stack) ----------------------------------------------------------------------
 
 
