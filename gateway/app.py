@@ -3,14 +3,15 @@
 Sources: browsers (HTTP and ``/ws``, identified only by their token), Kafka
 (:mod:`gateway.feed`: ``cadenza.recommendations``, ``cadenza.trending`` and, for the
 in-memory catalogue of :mod:`gateway.library`, ``cadenza.tracks.new`` and
-``cadenza.tracks.assigned``), MongoDB (``tracks``), the audio files under the audio
+``cadenza.tracks.assigned``), MongoDB (``tracks``; ``accounts``, polled by
+:mod:`gateway.revocations`, and ``signin_failures``), the audio files under the audio
 root, the model registry (similar tracks) and the broker's offsets (lag). Destinations:
 browsers, ``cadenza.plays`` (:mod:`gateway.plays`), ``cadenza.dlq`` (feed records that
 are not JSON), ``/metrics``.
 
-This module builds the app and its lifespan (clients opened, feed, catalogue load and
-heartbeat and trending pump started, all closed at shutdown); the routes live in :mod:`gateway.routes`,
-the state they share in :class:`gateway.state.Gateway`.
+This module builds the app and its lifespan (clients opened, accounts read, feed, catalogue
+load, accounts poll, heartbeat and trending pump started, all closed at shutdown); the
+routes live in :mod:`gateway.routes`, the state they share in :class:`gateway.state.Gateway`.
 """
 
 from __future__ import annotations
@@ -20,23 +21,28 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
 
 from aiokafka.errors import KafkaError
 from starlette.applications import Starlette
 
-from gateway import catalogue
+from gateway import accounts, catalogue
 from gateway.feed import Feed
 from gateway.hub import Hub
 from gateway.library import Library
 from gateway.metrics import GatewayMetrics
-from gateway.routes import api, ops, player, ws
+from gateway.routes import api, login, ops, player, ws
 from gateway.routes.access import Guard
+from gateway.signin import Signin
 from gateway.state import Gateway
 from infra.kafka_clients import aio_producer
 from infra.mongo import client as mongo_client
 from infra.settings import Settings
 
 log = logging.getLogger("cadenza.gateway")
+#: Longest the start waits for the first read of ``accounts`` (then the poll goes on trying).
+ACCOUNTS_START_S = 5.0
 
 
 def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
@@ -48,6 +54,11 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
     gw = Gateway(settings, hub, metrics, feed, catalogue.Similar(settings.models_path), library)
     gw.feed.dead_letter = gw.send_dead_letter
     guard = Guard(gw)
+    signin = Signin(gw)
+
+    async def changed_accounts(since: datetime | None, overlap_s: float) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await gw.query(accounts.changed_since, gw.db, since, overlap_s)
+        return found
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -63,6 +74,12 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
                     "gateway: Kafka unreachable at start (%s); plays will get 503 until it is back", err
                 )
                 gw.producer = None
+            try:  # which tokens to refuse, before the first request
+                await asyncio.wait_for(gw.revocations.read(changed_accounts, full=True), ACCOUNTS_START_S)
+            except Exception as err:
+                log.warning("gateway: accounts not read at start (%s); the poll goes on trying", err)
+            gw.tasks.append(asyncio.create_task(gw.revocations.run(changed_accounts), name="accounts"))
+            gw.tasks.append(asyncio.create_task(signin.prune_forever(), name="signin-failures"))
             feed_task = asyncio.create_task(gw.feed.run(), name="gateway-feed")
             gw.tasks.append(feed_task)
             if library.enabled:  # loads in the background: /readyz does not wait for it
@@ -96,6 +113,7 @@ def create_app(settings: Settings, *, start_feed: bool = True) -> Starlette:
         *player.pages(),
         *ops.routes(gw),
         *api.routes(gw, guard),
+        *login.routes(gw, guard, signin),
         ws.route(gw, guard),
         player.static(),
     ]

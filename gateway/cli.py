@@ -1,4 +1,5 @@
-"""``cadenza gateway`` and ``cadenza token create`` (entry point ``cadenza.cli: gateway``).
+"""``cadenza gateway``, ``cadenza token create`` and ``cadenza user …`` (entry point
+``cadenza.cli: gateway``; the accounts commands are :mod:`gateway.user_cli`).
 
 ``cadenza gateway`` serves the web player, the API, ``/ws``, ``/audio`` and ``/metrics``
 with uvicorn on ``CADENZA_GATEWAY_HOST:CADENZA_GATEWAY_PORT`` (``--port`` to run more
@@ -80,5 +81,8 @@ def token_create(
 
 
 def register(app: typer.Typer) -> None:
+    from gateway.user_cli import user_app
+
     app.command("gateway")(gateway)
     app.add_typer(token_app, name="token")
+    app.add_typer(user_app, name="user")

@@ -13,6 +13,11 @@ class AuthError(GatewayError):
     """A missing, forged, malformed or expired token (HTTP 401, websocket close 4401)."""
 
 
+class ForbiddenError(GatewayError):
+    """A request the gateway will not serve whoever sends it: the session cookie used from
+    another site (HTTP 403, websocket close 4403), a disabled account signing in."""
+
+
 class NotFoundError(GatewayError):
     """An unknown track, or a track without a servable audio file (HTTP 404)."""
 

@@ -12,8 +12,10 @@ closing, taken out of the hub there and then, and its writer closes it with code
 so one slow listener never delays the others (pushing never awaits). So is a socket
 that has not answered three pings, and one whose send did not complete within the
 send timeout (a browser that stopped reading: :meth:`Hub.timed_out`, called by the
-writer). The hub also holds the connection caps: :meth:`Hub.refuse` says whether one
-more socket of a listener would pass the per-listener or the per-process cap.
+writer). So is every socket of a listener whose account was disabled or deleted, or whose
+tokens were revoked (:meth:`Hub.revoke`, close 4401). The hub also holds the connection
+caps: :meth:`Hub.refuse` says whether one more socket of a listener would pass the
+per-listener or the per-process cap.
 
 Trending windows are state, not events: the streaming job emits every open window of
 every cluster it updated in a micro-batch (tens per second), and a browser only needs
@@ -61,6 +63,8 @@ class Connection:
 
     user_id: str
     limit: int
+    #: When the token the socket was opened with was issued (seconds): what a revocation compares.
+    issued: float = 0.0
     pending: deque[tuple[str, float]] = field(default_factory=deque)
     #: The newest unsent trending window per cluster (replaced, never queued behind). Never
     #: changed in place: a flush shares one dict (and its batch text) with every socket.
@@ -142,8 +146,8 @@ class Hub:
             return CLOSE_TOO_MANY, f"at most {per_listener} open players per listener: close one"
         return None
 
-    def connect(self, user_id: str) -> Connection:
-        conn = Connection(user_id, self.queue_size)
+    def connect(self, user_id: str, issued: float = 0.0) -> Connection:
+        conn = Connection(user_id, self.queue_size, issued)
         self._by_user.setdefault(user_id, set()).add(conn)
         self._count += 1
         self.metrics.connections = self._count
@@ -163,6 +167,14 @@ class Hub:
         more messages and no longer counts, whatever its writer is doing."""
         conn.close(code)
         self.disconnect(conn)
+
+    def revoke(self, user_id: str, before: float | None) -> int:
+        """Close (code 4401) the sockets of ``user_id`` opened with a token issued before
+        ``before``, or all of them when ``before`` is None; how many."""
+        closing = [c for c in self._by_user.get(user_id, ()) if before is None or c.issued < before]
+        for conn in closing:
+            self.drop(conn, CLOSE_UNAUTHORIZED)
+        return len(closing)
 
     def timed_out(self, conn: Connection) -> None:
         """A send to ``conn`` did not complete in time (the browser stopped reading)."""

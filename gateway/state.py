@@ -1,5 +1,5 @@
 """What one gateway process holds: its settings, hub, metrics, Kafka feed, in-memory catalogue,
-clients and lag readings.
+clients, lag readings and the accounts' standing (:mod:`gateway.revocations`).
 
 Sources: the clients the app's lifespan (:mod:`gateway.app`) opens (MongoDB, the Kafka
 producer), the in-memory catalogue (:mod:`gateway.library`), the broker's offsets
@@ -29,6 +29,8 @@ from gateway.hub import Hub
 from gateway.library import Library
 from gateway.metrics import GatewayMetrics
 from gateway.plays import PlayRate
+from gateway.revocations import Revocations
+from gateway.signin_metrics import SigninMetrics
 from gateway.watchdog import Watchdog
 from infra.offsets import LagRow, lag_rows
 from infra.settings import Settings
@@ -60,11 +62,16 @@ class Gateway:
     plays_limiter: PlayRate = field(init=False)
     #: Ends the process when the feed stalls (``/healthz`` reads ``watchdog.stalled``).
     watchdog: Watchdog = field(init=False)
+    #: Each account's standing, polled from MongoDB: which tokens are refused.
+    revocations: Revocations = field(init=False)
+    #: Password sign-ins by result (``/metrics``).
+    signins: SigninMetrics = field(default_factory=SigninMetrics)
 
     def __post_init__(self) -> None:
         s = self.settings
         self.plays_limiter = PlayRate(s.plays_rate_per_s, s.plays_burst, kept=s.gateway_latest_kept)
         self.watchdog = Watchdog(s.consumer_stall_s)
+        self.revocations = Revocations(self.hub, s.accounts_poll_s)
 
     @property
     def db(self) -> Any:

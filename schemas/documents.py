@@ -1,7 +1,8 @@
 """MongoDB document shapes, one model per collection of the design.
 
 Writers: ``etl`` (``tracks``, ``etl_errors``), ``streaming_jobs`` (``models``,
-``sessions``, ``plays``, ``users``, ``trending``, cluster fields of ``tracks``).
+``sessions``, ``plays``, ``users``, ``trending``, cluster fields of ``tracks``), ``cadenza
+user`` (``accounts``) and the gateways (``signin_failures``, password re-hashes).
 Readers: every service. ``_id`` is always the natural id, so writes are idempotent
 upserts. Collection names and indexes live in :data:`COLLECTIONS`.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -166,6 +167,42 @@ class TrendingDoc(Document):
     top_tracks: list[TrackCount] = Field(default_factory=list, description="most played, first")
 
 
+AccountRole = Literal["admin", "listener"]
+
+
+class AccountDoc(Document):
+    """``accounts``: a listener's sign-in account (``_id`` = the user id their tokens carry).
+
+    Not ``users``, which is the listening profile the plays stream writes. A deleted account
+    stays as a revocation record: ``deleted`` true, no password, ``tokens_valid_after`` the
+    time of deletion, so tokens signed for that name before then are refused. Every change
+    sets ``updated``: the gateways poll what changed since they last looked.
+    """
+
+    id: UserId = Field(alias="_id")
+    password_hash: str | None = Field(default=None, description="argon2id, PHC string format")
+    role: AccountRole = "listener"
+    disabled: bool = False
+    deleted: bool = False
+    created: UtcDatetime = Field(default_factory=utcnow)
+    updated: UtcDatetime = Field(default_factory=utcnow)
+    tokens_valid_after: UtcDatetime = Field(
+        default_factory=utcnow,
+        description="tokens issued before this are refused (set on creation, disable, delete and "
+        "password change)",
+    )
+
+
+class SigninFailureDoc(Document):
+    """``signin_failures``: one refused password sign-in, counted for the account's name and for
+    the client address (``key``: ``account:<name>`` or ``address:<ip>``). Read by time: every
+    query filters ``at`` itself, since a TTL index may not be enforced (FerretDB)."""
+
+    id: str = Field(alias="_id")
+    key: str
+    at: UtcDatetime
+
+
 @dataclass(frozen=True)
 class IndexSpec:
     """A secondary index: ``keys`` as pymongo expects, plus options."""
@@ -200,6 +237,10 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
     CollectionSpec("sessions", SessionDoc, (IndexSpec((("user_id", 1), ("start", -1))),)),
     CollectionSpec("plays", PlayDoc, (IndexSpec((("user_id", 1), ("ts", -1))),)),
     CollectionSpec("trending", TrendingDoc, (IndexSpec((("scope", 1), ("window_end", -1))),)),
+    CollectionSpec("accounts", AccountDoc, (IndexSpec((("updated", 1),)),)),
+    CollectionSpec(
+        "signin_failures", SigninFailureDoc, (IndexSpec((("key", 1), ("at", -1))), IndexSpec((("at", 1),)))
+    ),
 )
 
 

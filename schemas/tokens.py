@@ -10,8 +10,11 @@ in for listeners (the simulator, the benches) call :func:`issue` with the secret
 ``/ws``, as the subprotocol ``cadenza.token.<token>``.
 
 Format: ``base64url(payload JSON) "." base64url(HMAC-SHA256(secret, payload))`` with
-payload ``{"sub": user, "iat": issued, "exp": expires, "v": 1}`` (seconds since the
-epoch). Pure functions, standard library only: the clock is a parameter.
+payload ``{"sub": user, "iat": issued, "iat_ms": issued in milliseconds, "exp": expires, "v": 1}``
+(seconds since the epoch). ``iat_ms`` came later and is optional: a token without it was
+issued at ``iat``, to the second (the gateway compares issue times with an account's
+``tokens_valid_after``, :mod:`gateway.revocations`, which needs better than a second).
+Pure functions, standard library only: the clock is a parameter.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ class Claims:
     user_id: str
     issued: int
     expires: int
+    #: Issue time in milliseconds (None for tokens signed before it was added).
+    issued_ms: int | None = None
+
+    @property
+    def issued_at(self) -> float:
+        """Issue time in seconds, to the millisecond when the token says so."""
+        return self.issued_ms / 1000 if self.issued_ms is not None else float(self.issued)
 
 
 def _b64(data: bytes) -> str:
@@ -63,7 +73,13 @@ def issue(secret: str, user_id: str, *, now: float, ttl_s: int) -> str:
     """A token for ``user_id`` valid from ``now`` for ``ttl_s`` seconds."""
     if ttl_s <= 0:
         raise ValueError("a token's lifetime must be positive")
-    claims = {"sub": check_user(user_id), "iat": int(now), "exp": int(now) + int(ttl_s), "v": VERSION}
+    claims = {
+        "sub": check_user(user_id),
+        "iat": int(now),
+        "iat_ms": int(now * 1000),
+        "exp": int(now) + int(ttl_s),
+        "v": VERSION,
+    }
     payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode("utf-8"))
     return f"{payload}.{_sign(secret.encode('utf-8'), payload)}"
 
@@ -85,6 +101,8 @@ def decode(secret: str, token: str) -> Claims:
         if claims.get("v") != VERSION or not isinstance(user, str):
             raise ValueError("unknown token version")
         check_user(user)
+        precise = claims.get("iat_ms")
+        issued_ms = None if precise is None else int(precise)
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
         raise SchemaError("malformed token") from None
-    return Claims(user, issued, expires)
+    return Claims(user, issued, expires, issued_ms)

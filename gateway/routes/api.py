@@ -1,4 +1,5 @@
-"""The listener's HTTP API: sign-in, session cookie, catalogue, recommendations, plays and audio.
+"""The listener's HTTP API: demo sign-in, session cookie, catalogue, recommendations, plays and audio
+(password sign-in is :mod:`gateway.routes.login`).
 
 Sources: the browser's requests (the listener from their token, :mod:`gateway.routes.access`;
 bodies read by :mod:`gateway.routes.params`, at most 16 KiB), the in-memory catalogue
@@ -28,7 +29,7 @@ from gateway import catalogue, tokens
 from gateway.audio import audio_response, resolve_audio
 from gateway.errors import BadRequestError
 from gateway.intake import PlayIntake
-from gateway.routes.access import COOKIE, Guard, error
+from gateway.routes.access import COOKIE, Guard, error, set_token_cookie
 from gateway.routes.params import int_param, json_body, parse_track_id
 from gateway.state import Gateway
 
@@ -39,43 +40,57 @@ def routes(gw: Gateway, guard: Guard) -> list[BaseRoute]:
     """The API and audio routes of the gateway ``gw``; all but config and sign-in need a token."""
     settings, hub, secret, authed = gw.settings, gw.hub, guard.secret, guard.authed
     intake = PlayIntake(gw)
+    secure = settings.gateway_https
 
     # --- sign-in -----------------------------------------------------------------------------
 
     async def config(request: Request) -> Response:
-        return JSONResponse({"demo_signin": settings.demo_signin, "version": VERSION})
+        """Which sign-in the player shows: demo (a name only), password (accounts), or neither (tokens)."""
+        return JSONResponse(
+            {
+                "demo_signin": settings.demo_signin,
+                "password_signin": settings.password_signin,
+                "version": VERSION,
+            }
+        )
 
     async def signin(request: Request) -> Response:
+        """Demo sign-in: anyone, as any name that has no account (loopback gateways only)."""
         if not settings.demo_signin:
             return error(
                 404, "demo sign-in is off: ask your operator for a token (`cadenza token create USER`)"
             )
+        guard.refuse_cross_site(request)
         body = await json_body(request)
         name = body.get("name") if isinstance(body, dict) else None
         try:
             user = tokens.check_user(name if isinstance(name, str) else "")
         except ValueError as err:
             return error(422, str(err), field="name")
+        if gw.revocations.has_account(user):
+            return error(403, f"{user} has an account: sign in with its password", field="name")
         token = tokens.issue(secret, user, now=gw.clock(), ttl_s=settings.token_ttl_s)
         found = tokens.verify(secret, token, now=gw.clock())
         response = JSONResponse({"token": token, "user_id": user, "expires": iso(found.expires)})
-        response.set_cookie(COOKIE, token, max_age=settings.token_ttl_s, httponly=True, samesite="strict")
+        set_token_cookie(response, token, settings.token_ttl_s, secure=secure)
         return response
 
     async def me(request: Request, who: tokens.Claims) -> Response:
-        return JSONResponse({"user_id": who.user_id, "expires": iso(who.expires)})
+        return JSONResponse(
+            {"user_id": who.user_id, "expires": iso(who.expires), "role": gw.revocations.role(who.user_id)}
+        )
 
     async def session(request: Request, who: tokens.Claims) -> Response:
         """The request's (checked) token as the ``HttpOnly`` cookie, until the token expires."""
         response = await me(request, who)
         max_age = max(1, int(who.expires - gw.clock()))
         token = guard.token(request) or ""
-        response.set_cookie(COOKIE, token, max_age=max_age, httponly=True, samesite="strict")
+        set_token_cookie(response, token, max_age, secure=secure)
         return response
 
     async def end_session(request: Request) -> Response:
         response = Response(status_code=204)
-        response.delete_cookie(COOKIE, httponly=True, samesite="strict")
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=secure)
         return response
 
     # --- catalogue -----------------------------------------------------------------------------

@@ -6,7 +6,8 @@ broker metadata, whether :mod:`gateway.feed` has caught up, the in-memory catalo
 state, consumer lag from the broker's offsets) and
 :class:`gateway.metrics.GatewayMetrics` (counters, rates, the hub's listeners).
 Destinations: load balancers and orchestrators (``/healthz`` always 200 while the process
-serves; ``/readyz`` 503 until MongoDB, Kafka and the feed are ok, whether or not the
+serves; ``/readyz`` 503 until MongoDB, Kafka, the feed and the first read of ``accounts``
+are ok, whether or not the
 catalogue is loaded yet), Prometheus (``/metrics``) and the ``/ops`` page
 (``/api/ops``). No token needed.
 """
@@ -31,7 +32,9 @@ def routes(gw: Gateway) -> list[BaseRoute]:
     """The ops routes of the gateway ``gw``."""
     metrics, hub = gw.metrics, gw.hub
     # This app's own registry: its counters, the feed's gauges, consumer lag, process_* metrics.
-    registry = app_registry(metrics, gw.feed, gw.library, ConsumerLag(lambda: (gw.lag, gw.lag_error)))
+    registry = app_registry(
+        metrics, gw.signins, gw.feed, gw.library, ConsumerLag(lambda: (gw.lag, gw.lag_error))
+    )
 
     async def healthz(request: Request) -> Response:
         if gw.watchdog.stalled is not None:  # the process is on its way out (gateway.watchdog)
@@ -55,6 +58,7 @@ def routes(gw: Gateway) -> list[BaseRoute]:
             except (TimeoutError, KafkaError) as err:
                 checks["kafka"] = f"unreachable: {type(err).__name__}"
         checks["feed"] = "ok" if gw.feed.ready.is_set() else (gw.feed.error or "catching up")
+        checks["accounts"] = "ok" if gw.revocations.loaded else "not read yet"
         ok = all(v == "ok" for v in checks.values())
         # The in-memory catalogue is reported, never waited for: MongoDB answers until it is loaded.
         return JSONResponse(

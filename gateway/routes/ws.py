@@ -16,11 +16,13 @@ Plays: see :mod:`gateway.intake` for the frames (``play`` in, ``play_ack`` or
 Frames over 4 KiB are not read; over 64 KiB, uvicorn closes the socket (1009,
 ``cadenza gateway``'s ``ws_max_size``).
 
-Close codes: 4401 a bad token; 4429 one socket more than ``CADENZA_WS_MAX_PER_LISTENER``
-(the new socket is refused, the listener's others stay); 1013 (try again later) the
-process serves ``CADENZA_WS_MAX_CONNECTIONS`` already; 4408 a connection the hub gives up
-on: too slow (queue full), silent (three unanswered pings), or a send that did not
-complete within ``CADENZA_WS_SEND_TIMEOUT_S`` (a browser that stopped reading).
+Close codes: 4401 a bad token, or one revoked while the socket is open (the account disabled
+or deleted, a new password: :mod:`gateway.revocations`); 4403 the session cookie offered by
+a page of another site (its ``Origin`` is not this gateway's); 4429 one socket more than
+``CADENZA_WS_MAX_PER_LISTENER`` (the new socket is refused, the listener's others stay);
+1013 (try again later) the process serves ``CADENZA_WS_MAX_CONNECTIONS`` already; 4408 a
+connection the hub gives up on: too slow (queue full), silent (three unanswered pings), or a
+send that did not complete within ``CADENZA_WS_SEND_TIMEOUT_S`` (a browser that stopped reading).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from typing import Final
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from gateway.errors import AuthError
-from gateway.hub import CLOSE_UNAUTHORIZED, Connection, Hub
+from gateway.errors import AuthError, ForbiddenError
+from gateway.hub import CLOSE_SLOW, CLOSE_UNAUTHORIZED, Connection, Hub
 from gateway.intake import PUBLISH_TIMEOUT_S, PlayIntake, PlayLane, read_frame
 from gateway.metrics import GatewayMetrics
 from gateway.routes.access import WS_PROTOCOL, Guard
@@ -43,6 +45,10 @@ from gateway.state import Gateway
 
 #: Longest the closing handshake may take before the socket is left to the server.
 CLOSE_TIMEOUT_S: Final = 1.0
+#: The session cookie offered from another site's page.
+CLOSE_FORBIDDEN: Final = 4403
+#: Why the hub closed a socket, by code.
+REASONS: Final = {CLOSE_SLOW: "too slow or silent", CLOSE_UNAUTHORIZED: "token revoked: sign in again"}
 
 
 def route(gw: Gateway, guard: Guard) -> WebSocketRoute:
@@ -58,13 +64,16 @@ def route(gw: Gateway, guard: Guard) -> WebSocketRoute:
         except AuthError as err:
             await close(websocket, CLOSE_UNAUTHORIZED, str(err))
             return
+        except ForbiddenError as err:
+            await close(websocket, CLOSE_FORBIDDEN, str(err))
+            return
         refused = hub.refuse(
             who.user_id, per_listener=settings.ws_max_per_listener, total=settings.ws_max_connections
         )
         if refused is not None:
             await close(websocket, *refused)
             return
-        conn = hub.connect(who.user_id)
+        conn = hub.connect(who.user_id, who.issued_at)
         metrics.connections_total += 1
         lane = PlayLane(intake, hub, conn)
         try:
@@ -75,7 +84,7 @@ def route(gw: Gateway, guard: Guard) -> WebSocketRoute:
             finally:
                 hub.disconnect(conn)
             if code is not None:
-                await close(websocket, code, "too slow or silent")
+                await close(websocket, code, REASONS.get(code, "closed"))
         finally:  # the plays received are still published (their answers find no socket)
             await lane.finish(PUBLISH_TIMEOUT_S)
 

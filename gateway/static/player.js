@@ -2,7 +2,8 @@
 // Boot, sign-in and the wiring between the modules in ./js/: the catalogue (browse.js),
 // the queue and audio (playback.js), the live panels (panels.js), the websocket
 // (live.js) and the bottom player bar / keyboard shortcuts (here).
-// Endpoints: GET /api/config, POST /api/signin, POST|DELETE /api/session (the cookie that
+// Endpoints: GET /api/config, POST /api/signin (demo: a name), POST /api/login (a name and
+// password, when the server has accounts), POST|DELETE /api/session (the cookie that
 // lets <audio> play), GET /api/me, GET /api/recommendations (the others through the
 // modules), websocket /ws (token in the subprotocols, never in a URL).
 // Any 401 (REST) or close 4401 (websocket) forgets the token and shows the sign-in screen.
@@ -16,9 +17,10 @@ import { UpNextPanel, TrendingPanel, QueuePanel } from './js/panels.js';
 
 const $ = (id) => document.getElementById(id);
 const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const ACCOUNT_RE = /^[A-Za-z0-9_.@-]{1,128}$/; // an account's name (schemas.tokens.USER_RE)
 const VOLUME_KEY = 'cadenza.volume';
 
-let config = { demo_signin: false, version: '' };
+let config = { demo_signin: false, password_signin: false, version: '' };
 let me = null;         // {user_id, expires}
 let active = false;    // the app (not the sign-in screen) is showing
 let expiryTimer = null;
@@ -281,18 +283,24 @@ function showSignin(message) {
   active = false;
   showScreen('signin');
   const demo = Boolean(config.demo_signin);
-  $('signin-form').hidden = !demo;
-  $('signin-nodemo').hidden = demo;
+  const password = Boolean(config.password_signin);
+  const form = demo || password;
+  $('signin-form').hidden = !form;
+  $('signin-password-row').hidden = !password;
+  $('signin-password-hint').hidden = !(password && demo);
+  $('signin-hint').hidden = password;
+  $('signin-password').value = '';
+  $('signin-nodemo').hidden = form;
   const tokenBox = $('signin-token-box');
-  tokenBox.classList.toggle('is-primary', !demo);
-  if (!demo) tokenBox.open = true;
+  tokenBox.classList.toggle('is-primary', !form);
+  if (!form) tokenBox.open = true;
   const msg = $('signin-message');
   msg.hidden = !message;
   msg.textContent = message || '';
   fieldError('signin-error', '');
   fieldError('token-error', '');
   $('signin-version').textContent = config.version ? `Cadenza ${config.version}` : '';
-  (demo ? $('signin-name') : $('signin-token')).focus();
+  (form ? $('signin-name') : $('signin-token')).focus();
 }
 
 function fieldError(id, text) {
@@ -307,24 +315,39 @@ function fieldError(id, text) {
 async function onSigninSubmit(ev) {
   ev.preventDefault();
   const name = $('signin-name').value.trim();
-  if (!NAME_RE.test(name)) {
-    fieldError('signin-error', name
-      ? 'Use 1–64 characters: letters, digits, “_”, “-” or “.”.'
-      : 'Enter a name to sign in.');
+  const password = config.password_signin ? $('signin-password').value : '';
+  // With a password (or no demo sign-in): the account's sign-in; else the demo's, by name only.
+  const withPassword = Boolean(config.password_signin) && (Boolean(password) || !config.demo_signin);
+  if (withPassword ? !ACCOUNT_RE.test(name) : !NAME_RE.test(name)) {
+    fieldError('signin-error', !name
+      ? 'Enter a name to sign in.'
+      : withPassword ? 'Wrong name or password.' : 'Use 1–64 characters: letters, digits, “_”, “-” or “.”.');
+    return;
+  }
+  if (withPassword && !password) {
+    fieldError('signin-error', 'Enter your password.');
+    $('signin-password').focus();
     return;
   }
   fieldError('signin-error', '');
   const button = $('signin-button');
   setBusy(button, true);
   try {
-    const res = await api.signin(name);
+    const res = withPassword ? await api.login(name, password) : await api.signin(name);
+    $('signin-password').value = '';
     if (!res || typeof res.token !== 'string' || !res.token) throw new Error('The server sent no token.');
     setToken(res.token);
     enterApp({ user_id: String(res.user_id ?? name), expires: res.expires });
   } catch (err) {
-    if (err.status === 404) {
+    if (err.status === 404 && !withPassword) {
       config.demo_signin = false;
       showSignin('Open sign-in is turned off on this server.');
+    } else if (err.status === 401 && withPassword) {
+      fieldError('signin-error', 'Wrong name or password.');
+    } else if (err.status === 429) {
+      // Locked out for a while: the server says how long (Retry-After).
+      const text = err.message || 'too many failed sign-ins: try again later';
+      fieldError('signin-error', `${text.charAt(0).toUpperCase()}${text.slice(1)}.`);
     } else {
       fieldError('signin-error', err.message || 'Sign-in failed.');
     }
@@ -408,7 +431,11 @@ async function boot() {
   $('boot-retry').hidden = true;
   try {
     const cfg = await api.config();
-    config = { demo_signin: Boolean(cfg?.demo_signin), version: typeof cfg?.version === 'string' ? cfg.version : '' };
+    config = {
+      demo_signin: Boolean(cfg?.demo_signin),
+      password_signin: Boolean(cfg?.password_signin),
+      version: typeof cfg?.version === 'string' ? cfg.version : '',
+    };
   } catch (err) {
     return bootFailed(err);
   }
@@ -438,6 +465,7 @@ function init() {
   $('signin-form').addEventListener('submit', onSigninSubmit);
   $('token-form').addEventListener('submit', onTokenSubmit);
   $('signin-name').addEventListener('input', () => fieldError('signin-error', ''));
+  $('signin-password').addEventListener('input', () => fieldError('signin-error', ''));
   $('btn-signout').addEventListener('click', () => signOut('You signed out.'));
   $('boot-retry').addEventListener('click', boot);
   $('nav-browse').addEventListener('click', (ev) => {

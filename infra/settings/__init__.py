@@ -4,7 +4,8 @@ Source: the process environment (and an optional ``.env`` file in the working di
 Each component's settings are a class of their own, in the module named after it
 (:mod:`~infra.settings.local`, :mod:`~infra.settings.kafka`, :mod:`~infra.settings.mongo`,
 :mod:`~infra.settings.spark`, :mod:`~infra.settings.model`, :mod:`~infra.settings.streams`,
-:mod:`~infra.settings.recommender`, :mod:`~infra.settings.gateway`); :class:`Settings` is all
+:mod:`~infra.settings.recommender`, :mod:`~infra.settings.gateway`,
+:mod:`~infra.settings.accounts`); :class:`Settings` is all
 of them together, what every process reads with :func:`get_settings`, and what the settings
 that span components (the cluster profile's defaults, paths under the data dir) live on.
 ``cadenza config`` prints them all and the README's configuration table, grouped by component,
@@ -18,6 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError, model_validator
 
 from infra.errors import ConfigError
+from infra.settings.accounts import AccountsSettings
 from infra.settings.etl import EtlSettings
 from infra.settings.gateway import GatewaySettings
 from infra.settings.kafka import KafkaSettings
@@ -50,12 +52,14 @@ COMPONENTS: tuple[type, ...] = (
     StreamSettings,
     RecommenderSettings,
     GatewaySettings,
+    AccountsSettings,
     EtlSettings,
 )
 
 
 class Settings(
     EtlSettings,
+    AccountsSettings,
     GatewaySettings,
     RecommenderSettings,
     StreamSettings,
@@ -175,6 +179,7 @@ __all__ = [
     "PUBLIC_TOKEN_SECRETS",
     "RECOMMENDER_TABLE",
     "TOKEN_SECRET_FILE",
+    "AccountsSettings",
     "EtlSettings",
     "GatewaySettings",
     "KafkaSettings",

@@ -115,6 +115,17 @@ class GatewaySettings(Component):
     plays_burst: int = Field(
         40, ge=1, description="Plays a listener may report at once before plays_rate_per_s applies."
     )
+    gateway_https: bool = Field(
+        False,
+        description="The gateway is reached over HTTPS (directly or behind a TLS proxy): its sign-in "
+        "cookie is then marked Secure, so browsers never send it over plain HTTP.",
+    )
+    gateway_allowed_origins: list[str] = Field(
+        [],
+        description="Origins (scheme://host[:port], a JSON list) allowed besides the gateway's own "
+        "Host for requests and websockets authenticated by the cookie, e.g. the public address "
+        "when a proxy rewrites Host. Other cross-site uses of the cookie get 403.",
+    )
     gateway_query_token: bool = Field(
         True,
         description="Also accept a token in ?token= (older clients; the player sends it in a header, "

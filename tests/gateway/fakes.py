@@ -4,7 +4,8 @@ Source: a few track documents given by the test. Destination: the routes of a
 ``create_app(settings, start_feed=False)`` app, through ``app.state.gateway.mongo`` and
 ``.producer``, so catalogue, play and audio routes run their whole code path (paging,
 validation, the publish, ranges) without a broker or a database. Only the calls the
-gateway makes are implemented; filters are not interpreted beyond ``_id`` look-ups.
+gateway makes are implemented; ``tracks`` filters are not interpreted beyond ``_id``
+look-ups, those of the other collections (password sign-in's) only for the operators it uses.
 """
 
 from __future__ import annotations
@@ -61,11 +62,60 @@ class Tracks:
         return [{"_id": g, "n": n} for g, n in counts.items()]
 
 
+def matches(doc: dict[str, Any], where: dict[str, Any]) -> bool:
+    """``where`` as MongoDB reads it, for equality and ``$in $ne $gt $gte $lt`` only."""
+    tests = {
+        "$in": lambda v, arg: v in arg,
+        "$ne": lambda v, arg: v != arg,
+        "$gt": lambda v, arg: v is not None and v > arg,
+        "$gte": lambda v, arg: v is not None and v >= arg,
+        "$lt": lambda v, arg: v is not None and v < arg,
+    }
+    for name, wanted in where.items():
+        value = doc.get(name)
+        if isinstance(wanted, dict):
+            if not all(tests[op](value, arg) for op, arg in wanted.items()):
+                return False
+        elif value != wanted:
+            return False
+    return True
+
+
+class Records:
+    """Any other collection (``accounts``, ``signin_failures``): finds, inserts and deletes."""
+
+    def __init__(self) -> None:
+        self.docs: list[dict[str, Any]] = []
+
+    def find(self, where: dict[str, Any], projection: Any = None) -> Cursor:
+        return Cursor([dict(d) for d in self.docs if matches(d, where)])
+
+    def find_one(self, where: dict[str, Any], projection: Any = None) -> dict[str, Any] | None:
+        return next(iter(self.find(where)), None)
+
+    def insert_many(self, docs: list[dict[str, Any]]) -> None:
+        self.docs.extend(dict(d) for d in docs)
+
+    def delete_many(self, where: dict[str, Any]) -> SimpleNamespace:
+        kept = [d for d in self.docs if not matches(d, where)]
+        deleted, self.docs = len(self.docs) - len(kept), kept
+        return SimpleNamespace(deleted_count=deleted)
+
+
+class Database(SimpleNamespace):
+    """``db.tracks`` (the given tracks), and ``db[name]`` for the other collections."""
+
+    def __getitem__(self, name: str) -> Any:
+        if name == "tracks":
+            return self.tracks
+        return self.__dict__.setdefault(f"_{name}", Records())
+
+
 class Mongo:
-    """``client[db].tracks`` and ``client.admin.command("ping")``."""
+    """``client[db].tracks``, ``client[db][name]`` and ``client.admin.command("ping")``."""
 
     def __init__(self, docs: list[dict[str, Any]]) -> None:
-        self.db = SimpleNamespace(tracks=Tracks(docs))
+        self.db = Database(tracks=Tracks(docs))
         self.admin = SimpleNamespace(command=lambda name: {"ok": 1})
 
     def __getitem__(self, name: str) -> Any:

@@ -2,7 +2,8 @@
 // The REST client: keeps the token (localStorage "cadenza.token"), sends
 // "Authorization: Bearer <token>", turns error bodies {"error","field"} into ApiError,
 // and on any 401 forgets the token and calls the handler set with onUnauthorized().
-// Endpoints: GET /api/config, POST /api/signin, POST|DELETE /api/session, GET /api/me,
+// Endpoints: GET /api/config, POST /api/signin (demo), POST /api/login (name + password),
+// POST|DELETE /api/session, GET /api/me,
 // GET /api/tracks, GET /api/tracks/{id}, GET /api/tracks/{id}/similar, GET /api/genres,
 // POST /api/plays, GET /api/recommendations. Tokens never go in a URL (URLs end up in
 // logs and history): <audio> (no headers) is authorised by the HttpOnly cookie that
@@ -128,6 +129,8 @@ const trackId = (id) => encodeURIComponent(String(Number(id)));
 export const api = {
   config: () => request('/api/config', { auth: false }),
   signin: (name) => request('/api/signin', { method: 'POST', body: { name }, auth: false }),
+  /** Password sign-in: 401 wrong name or password, 429 locked out (Retry-After), 403 disabled. */
+  login: (name, password) => request('/api/login', { method: 'POST', body: { name, password }, auth: false }),
   me: () => request('/api/me'),
   /** Who the token is, and the same token set as the cookie <audio> requests carry. */
   session: () => request('/api/session', { method: 'POST' }),
