@@ -45,9 +45,10 @@ from rich.table import Table
 
 from bench.common import RESULTS_DIR, bounded, run, saved_figure, write_json
 from bench.quality_sim import STRATEGIES, QualityReport, Setup, Tally, separated_catalogue, simulate_quality
+from infra.settings import get_settings
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.catalogue_loader import catalogue_from_snapshot
-from recommender_stream.ranking import PREVIOUS, RankingParams
+from recommender_stream.ranking import PREVIOUS, PREVIOUS_HALF_LIFE_S, RankingParams, ranking_params
 from schemas.catalogue_snapshot import SnapshotError, load_snapshot, snapshot_path
 from schemas.cluster_model import EXPORT_FILE, ClusterModel, ClusterModelError, current_version
 from simulator.choice import ChoiceModel
@@ -159,11 +160,28 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plays", type=bounded(int, 1, 1000), default=100, help="per listener")
     parser.add_argument("--k", type=bounded(int, 1, 100), default=10, help="tracks per list")
     parser.add_argument("--window", type=bounded(int, 1, 200), default=20, help="plays followed per drift")
-    parser.add_argument("--half-life-s", type=bounded(float, 1, 30 * 86400), default=1800.0)
-    parser.add_argument("--seed-weight", type=bounded(float, 0, 100), default=PREVIOUS.seed_weight)
-    parser.add_argument("--trending-weight", type=bounded(float, 0, 100), default=PREVIOUS.trending_weight)
-    parser.add_argument("--mix-weight", type=bounded(float, 0, 100), default=PREVIOUS.mix_weight)
-    parser.add_argument("--lambda", dest="lambda_", type=bounded(float, 0, 1), default=PREVIOUS.lambda_)
+    # Defaults: what ships (CADENZA_RECO_*); --previous: the ranking before tuning.
+    shipped, half_life = ranking_params(get_settings()), get_settings().reco_half_life_s
+    parser.add_argument(
+        "--previous",
+        action="store_true",
+        help=f"the ranking before tuning ({PREVIOUS}, half-life {PREVIOUS_HALF_LIFE_S:g} s); "
+        "overrides the weights given",
+    )
+    parser.add_argument("--half-life-s", type=bounded(float, 1, 30 * 86400), default=half_life)
+    parser.add_argument("--seed-weight", type=bounded(float, 0, 100), default=shipped.seed_weight)
+    parser.add_argument("--trending-weight", type=bounded(float, 0, 100), default=shipped.trending_weight)
+    parser.add_argument("--mix-weight", type=bounded(float, 0, 100), default=shipped.mix_weight)
+    parser.add_argument("--lambda", dest="lambda_", type=bounded(float, 0, 1), default=shipped.lambda_)
+    parser.add_argument(
+        "--skip-penalty", type=bounded(float, 0, 100), default=shipped.skip_penalty, help="see RankingParams"
+    )
+    parser.add_argument(
+        "--seed-decay",
+        type=bounded(float, 0, 1),
+        default=shipped.seed_decay,
+        help="relative closeness, seed r weighted seed_decay**r (see RankingParams)",
+    )
     parser.add_argument(
         "--trending",
         action=argparse.BooleanOptionalAction,
@@ -194,7 +212,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     src = source(args)
-    params = RankingParams(args.seed_weight, args.trending_weight, args.mix_weight, args.lambda_)
+    params = RankingParams(
+        args.seed_weight,
+        args.trending_weight,
+        args.mix_weight,
+        args.lambda_,
+        args.seed_decay,
+        args.skip_penalty,
+    )
+    if args.previous:
+        params, args.half_life_s = PREVIOUS, PREVIOUS_HALF_LIFE_S
     setup = Setup(
         listeners=args.listeners,
         plays=args.plays,

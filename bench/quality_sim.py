@@ -25,7 +25,9 @@ each (round-robin, so popularity grows as it would with listeners playing side b
    * ``popularity``: the most played tracks so far (the same top list), minus the
      listener's recent and skipped tracks, then seeded random tracks to fill up;
    * ``same-cluster``: seeded random tracks of the cluster of the track just played (also
-     when skipped), minus recent and skipped; with no history, of the whole catalogue.
+     when skipped), minus recent and skipped, filled up to ``k`` with seeded random tracks
+     of the whole catalogue when the cluster has fewer left; with no history, of the whole
+     catalogue.
 
 The listener's browsing catalogue holds the tracks the ranking may recommend (those with
 audio, while any track has). Drifts are drawn from a random stream of their own per listener
@@ -45,10 +47,14 @@ Figures (per strategy, all seeds together; ``per_seed`` apart):
   and how high count. A play is compared with the list shown before it *minus the played
   track* (which is never listed again, whatever the listener did; positions closed up) and
   the list after it, cut to as many positions (a list that only lost the played track and
-  took one more at the bottom is unchanged). After a **skip**: does the skipped track's
-  cluster go ``down`` (``down_share`` = downs / skips with the cluster in either list;
-  those absent from both are counted apart, ``absent``)? After a **like** (and, for
-  reference, a plain **complete**): does it go ``up`` (``up_share``)?
+  took one more at the bottom is unchanged). As the worker does, a list is made after every
+  event (``play``, then ``skip`` or [``like``] ``complete``), and each reaction is judged
+  by the list it brings against the one on screen when it happened (the list after the
+  ``play``, or after the ``like``). After a **skip**: does the skipped track's cluster go
+  ``down`` (``down_share`` = downs / skips with the cluster in either list; those absent
+  from both are counted apart, ``absent``)? After a **like** (and, for reference, a
+  **complete**): does it go ``up`` (``up_share``)? Acceptance, hit rate, turnover and the
+  in-genre share are per track: the list on screen when the listener chose it.
 * **acceptance**: plays with source ``up_next`` / all plays; **hit rate@10**: plays whose
   track was in the first 10 of the list shown before them; **turnover**: per play, the
   share of the new list not in the previous one.
@@ -296,7 +302,9 @@ class World:
             return self._fill(out, excluded, range(len(cat)))
         where = None if last is None else cat.position(last)
         pool: Sequence[int] = range(len(cat)) if where is None else cat.members(cat.clusters[where]).tolist()
-        return self._fill([], excluded, pool)
+        # A cluster with fewer than k tracks left fills up from the whole catalogue: every
+        # strategy shows k tracks whenever the catalogue has them, as the ranking does.
+        return self._fill(self._fill([], excluded, pool), excluded, range(len(cat)))
 
     def _fill(self, out: list[int], excluded: set[int], pool: Sequence[int]) -> list[int]:
         """Seeded random tracks of ``pool`` (positions) up to ``k``; a scan when draws keep missing."""
@@ -401,6 +409,9 @@ def run_once(
             tally.up_next += play.source == UP_NEXT
             tally.hits += track_id in who.shown[:HIT_AT]
             cluster = cluster_of[track_id]
+            # As the worker does, a new list after every event; a skip, like or completion is
+            # judged by the list it brings against the one on screen when it happened.
+            on_screen = who.shown
             for event in play.events:
                 who.events += 1
                 who.state.apply(
@@ -413,12 +424,17 @@ def run_once(
                 )
                 if event.kind is PlayKind.PLAY:
                     world.count(track_id, cluster)
-            new = world.up_next(who.state, now=play.events[-1].ts, last=track_id)
+                after = world.up_next(who.state, now=event.ts, last=track_id)
+                # One outcome per track: its skip, its like, or its plain completion.
+                if event.kind is not PlayKind.PLAY and not (event.kind is PlayKind.COMPLETE and play.liked):
+                    change = rank_change(on_screen, after, track_id, cluster_of, setup.k)
+                    reaction = {PlayKind.SKIP: tally.skips, PlayKind.LIKE: tally.likes}
+                    reaction.get(event.kind, tally.completes)[change] += 1
+                on_screen = after
+            new = on_screen
             if new:
                 tally.turnover += len(set(new) - set(who.shown)) / len(new)
                 tally.turnover_n += 1
-            change = rank_change(who.shown, new, track_id, cluster_of, setup.k)
-            (tally.skips if play.skipped else tally.likes if play.liked else tally.completes)[change] += 1
             who.shown, who.last = new, track_id
     tally.episodes.extend(who.episode for who in people if who.episode is not None)
     tally.cpu_s = time.process_time() - started

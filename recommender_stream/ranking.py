@@ -43,6 +43,8 @@ STRONGEST = 2
 MIX_SEEDS = 5
 #: MMR looks at this many candidates per track it picks (the best by score).
 SHORTLIST_PER_K = 4
+#: Right after a skip (with ``skip_penalty`` on), at least this many tracks of other clusters.
+SKIP_ROOM = 2
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,21 @@ class RankingParams:
     trending_weight: float = 0.5
     mix_weight: float = 0.5
     lambda_: float = 0.7
+    #: ``None``: closeness is ``1 / (1 + distance)`` and each older seed loses 0.1 (the shipped
+    #: ranking). A number: closeness is relative (the seed's or the mix centre's nearest
+    #: track 1, a track twice as far 0.5), so it weighs the same in any model's space, and
+    #: the seed ``r`` plays back counts ``seed_decay ** r``: the last track leads the list.
+    seed_decay: float | None = None
+    #: Right after a skip (the last track played was skipped, until the next play), every
+    #: candidate of the skipped track's cluster loses this much: the next list shows more
+    #: of the listener's other clusters. 0: a skip only lowers the cluster's affinity.
+    skip_penalty: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.skip_penalty < float("inf"):
+            raise ValueError(f"skip_penalty must be a finite number >= 0, got {self.skip_penalty}")
+        if self.seed_decay is not None and not 0.0 <= self.seed_decay <= 1.0:
+            raise ValueError(f"seed_decay must be in [0, 1], got {self.seed_decay}")
         for name in ("seed_weight", "trending_weight", "mix_weight"):
             if not 0.0 <= getattr(self, name) < float("inf"):
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
@@ -83,6 +98,8 @@ def ranking_params(settings: Settings) -> RankingParams:
         trending_weight=settings.reco_trending_weight,
         mix_weight=settings.reco_mix_weight,
         lambda_=settings.reco_mmr_lambda,
+        seed_decay=settings.reco_seed_decay,
+        skip_penalty=settings.reco_skip_penalty,
     )
 
 
@@ -100,6 +117,33 @@ def _weights(state: ListenerState, now: float, half_life_s: float) -> dict[int, 
     return {c: w / total for c, w in weights.items()} if total > 0 else {}
 
 
+def skipped_cluster(state: ListenerState, catalogue: Catalogue) -> int | None:
+    """The cluster of the last track played when it was skipped (until the next play), else None."""
+    if not state.recent or state.recent[-1] not in state.skipped:
+        return None
+    where = catalogue.position(state.recent[-1])
+    return catalogue.clusters[where] if where is not None else None
+
+
+def make_room(picked: list[Pick], found: Mapping[int, Pick], cluster: int, k: int) -> list[Pick]:
+    """``picked`` with at least :data:`SKIP_ROOM` tracks outside ``cluster`` (the best such
+    candidates of ``found`` replace its lowest-scored tracks), by score; what a skip does to
+    the next list when ``skip_penalty`` alone did not make room."""
+    others = sum(p.cluster != cluster for p in picked)
+    if others >= SKIP_ROOM:
+        return picked
+    chosen = {p.track_id for p in picked}
+    extra = sorted(
+        (p for p in found.values() if p.cluster != cluster and p.track_id not in chosen),
+        key=lambda p: (-p.score, p.track_id),
+    )[: SKIP_ROOM - others]
+    if not extra:
+        return picked
+    inside = sorted((p for p in picked if p.cluster == cluster), key=lambda p: (-p.score, p.track_id))
+    keep = [p for p in picked if p.cluster != cluster] + inside[: max(0, k - others - len(extra))]
+    return sorted(keep + extra, key=lambda p: (-p.score, p.track_id))
+
+
 def candidates(
     state: ListenerState,
     catalogue: Catalogue,
@@ -111,32 +155,52 @@ def candidates(
     params: RankingParams = PREVIOUS,
 ) -> dict[int, Pick]:
     """Scored candidates by catalogue position (the best reason wins per track)."""
-    excluded = set(state.recent) | set(state.skipped)
+    excluded_skips = set(state.skipped)
+    excluded = set(state.recent) | excluded_skips
     weights = _weights(state, now, half_life_s)
     found: dict[int, Pick] = {}
 
     recommendable = catalogue.recommendable
 
+    # Right after a skip, the skipped track's cluster steps back (params.skip_penalty).
+    penalised = skipped_cluster(state, catalogue) if params.skip_penalty > 0 else None
+
     def offer(pos: int, score: float, reason: str) -> None:
         track = catalogue.ids[pos]
         if track in excluded or not recommendable(pos):
             return
+        if penalised is not None and catalogue.clusters[pos] == penalised:
+            score -= params.skip_penalty
         current = found.get(pos)
         if current is None or score > current.score or (score == current.score and reason < current.reason):
             found[pos] = Pick(track, score, reason, catalogue.clusters[pos])
 
+    # The relative ranking looks deep enough for PER_SEED tracks it may recommend.
+    depth = PER_SEED if params.seed_decay is None else PER_SEED + len(excluded)
     seeds = [t for t in reversed(state.recent) if t not in state.skipped and t in catalogue][:SEEDS]
     for rank, seed in enumerate(seeds):
         seed_pos = catalogue.position(seed)
         assert seed_pos is not None
         title = catalogue.titles[seed_pos] or f"track {seed}"
         cluster_weight = weights.get(catalogue.clusters[seed_pos], 0.0)
-        for pos, distance in catalogue.nearest(seed_pos, PER_SEED):
-            similarity = 1.0 / (1.0 + distance)
-            offer(pos, cluster_weight + params.seed_weight * similarity - 0.1 * rank, f"sounds like {title}")
+        near = catalogue.nearest(seed_pos, depth)
+        for pos, closeness in _closeness(near, params.seed_decay):
+            if params.seed_decay is None:
+                score = cluster_weight + params.seed_weight * closeness - 0.1 * rank
+            else:
+                score = cluster_weight + params.seed_weight * params.seed_decay**rank * closeness
+            offer(pos, score, f"sounds like {title}")
 
-    strongest = sorted(weights.items(), key=lambda cw: (-cw[1], cw[0]))[:STRONGEST]
-    recent_pos = [p for p in (catalogue.position(t) for t in state.recent) if p is not None]
+    by_weight = sorted(weights.items(), key=lambda cw: (-cw[1], cw[0]))
+    stepping_back = penalised is not None
+    if stepping_back:  # right after a skip the listener's other clusters come forward
+        by_weight = [cw for cw in by_weight if cw[0] != penalised]
+    strongest = by_weight[:STRONGEST]
+    # The relative ranking leaves skipped tracks out of the mix's centre too.
+    liked_recent = (
+        state.recent if params.seed_decay is None else [t for t in state.recent if t not in excluded_skips]
+    )
+    recent_pos = [p for p in (catalogue.position(t) for t in liked_recent) if p is not None]
     for cluster, weight in strongest:
         if weight <= 0:
             continue
@@ -146,10 +210,12 @@ def candidates(
             hot_pos = catalogue.position(track)
             if hot_pos is not None and catalogue.clusters[hot_pos] == cluster:
                 offer(hot_pos, weight + params.trending_weight * plays / top, "trending in your mix")
-        for pos, distance in _near_mix(catalogue, recent_pos, cluster):
-            offer(pos, weight + params.mix_weight / (1.0 + distance), "more from your mix")
+        mix = _near_mix(catalogue, recent_pos, cluster, depth)
+        for pos, closeness in _closeness(mix, params.seed_decay):
+            offer(pos, weight + params.mix_weight * closeness, "more from your mix")
 
-    if not weights:  # cold start
+    # Cold start; or right after a skip with nothing else in the mix: what is trending.
+    if not weights or (stepping_back and not any(w > 0 for _, w in strongest)):
         totals: dict[int, int] = {}
         for hot in trending.values():
             for track, plays in hot:
@@ -167,21 +233,32 @@ def candidates(
     return found
 
 
-def _near_mix(catalogue: Catalogue, recent_pos: list[int], cluster: int) -> list[tuple[int, float]]:
-    """The tracks of ``cluster`` nearest to the centre of the listener's recent tracks in it,
-    drawn from those tracks' (cached) neighbours; with no recent track in the cluster, the
-    whole cluster is searched from the centre of all recent tracks."""
+def _closeness(near: list[tuple[int, float]], relative: float | None) -> list[tuple[int, float]]:
+    """``(pos, closeness)`` of tracks given nearest first: ``1 / (1 + distance)``, or with
+    ``relative`` set, the nearest's distance over each one's (1 for the nearest)."""
+    if relative is None or not near:
+        return [(pos, 1.0 / (1.0 + d)) for pos, d in near]
+    nearest = max(near[0][1], 1e-9)
+    return [(pos, min(1.0, nearest / max(d, 1e-9))) for pos, d in near]
+
+
+def _near_mix(
+    catalogue: Catalogue, recent_pos: list[int], cluster: int, depth: int = PER_SEED
+) -> list[tuple[int, float]]:
+    """The ``depth`` tracks of ``cluster`` nearest to the centre of the listener's recent tracks
+    in it, drawn from those tracks' (cached) neighbours; with no recent track in the cluster,
+    the whole cluster is searched from the centre of all recent tracks."""
     if not recent_pos:
         return []
     inside = [p for p in recent_pos if catalogue.clusters[p] == cluster][-MIX_SEEDS:]
     if not inside:
         return catalogue.closest_in(
-            cluster, catalogue.coords(recent_pos).sum(axis=0) / len(recent_pos), PER_SEED
+            cluster, catalogue.coords(recent_pos).sum(axis=0) / len(recent_pos), depth
         )
     centre = catalogue.coords(inside).sum(axis=0) / len(inside)
-    pool = sorted({p for seed in inside for p, _ in catalogue.nearest(seed, 2 * PER_SEED)} | set(inside))
+    pool = sorted({p for seed in inside for p, _ in catalogue.nearest(seed, 2 * depth)} | set(inside))
     d = np.sqrt(((catalogue.coords(pool) - centre) ** 2).sum(axis=1))
-    ranked = sorted(zip(d.tolist(), pool, strict=True))[:PER_SEED]
+    ranked = sorted(zip(d.tolist(), pool, strict=True))[:depth]
     return [(pos, distance) for distance, pos in ranked]
 
 
@@ -268,4 +345,7 @@ def recommend(
         state, catalogue, trending, popularity, now=now, half_life_s=half_life_s, params=params
     )
     picked = mmr(catalogue, found, k, params.lambda_)
+    back = skipped_cluster(state, catalogue) if params.skip_penalty > 0 else None
+    if back is not None:
+        picked = make_room(picked, found, back, k)
     return fill(state, catalogue, picked, popularity, k, now=now, half_life_s=half_life_s)

@@ -9,6 +9,7 @@ the sources as JSON. Settings come from the environment (``CADENZA_*``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -128,9 +129,10 @@ def _playable(catalogue: ReplayCatalogue) -> str:
     return ""
 
 
-def _params(seed_weight: float, trending_weight: float, mix_weight: float, lambda_: float) -> RankingParams:
+def _params(configured: RankingParams, **given: float | None) -> RankingParams:
+    """``configured`` with the options given on the command line (None: not given)."""
     try:
-        return RankingParams(seed_weight, trending_weight, mix_weight, lambda_)
+        return dataclasses.replace(configured, **{k: v for k, v in given.items() if v is not None})
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
 
@@ -186,6 +188,21 @@ def replay_command(
         max=1.0,
         help="Candidate: MMR's score vs. diversity (1: score only). Default: CADENZA_RECO_MMR_LAMBDA.",
     ),
+    seed_decay: float | None = typer.Option(
+        None,
+        "--seed-decay",
+        min=0.0,
+        max=1.0,
+        help="Candidate: weight of the seed r tracks back is this to the power r. Default: "
+        "CADENZA_RECO_SEED_DECAY.",
+    ),
+    skip_penalty: float | None = typer.Option(
+        None,
+        "--skip-penalty",
+        min=0.0,
+        help="Candidate: what the skipped cluster loses right after a skip. "
+        "Default: CADENZA_RECO_SKIP_PENALTY.",
+    ),
     half_life_s: float | None = typer.Option(
         None,
         "--half-life-s",
@@ -220,12 +237,14 @@ def replay_command(
     """
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
-    configured = ranking_params(settings)
     candidate = _params(
-        configured.seed_weight if seed_weight is None else seed_weight,
-        configured.trending_weight if trending_weight is None else trending_weight,
-        configured.mix_weight if mix_weight is None else mix_weight,
-        configured.lambda_ if lambda_ is None else lambda_,
+        ranking_params(settings),
+        seed_weight=seed_weight,
+        trending_weight=trending_weight,
+        mix_weight=mix_weight,
+        lambda_=lambda_,
+        seed_decay=seed_decay,
+        skip_penalty=skip_penalty,
     )
     window_s = _window(trending_window, settings)
     try:

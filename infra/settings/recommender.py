@@ -17,9 +17,14 @@ class RecommenderSettings(Component):
 
     reco_k: int = Field(10, ge=1, le=100, description="Tracks per recommendation list.")
     reco_last_n: int = Field(20, ge=1, description="Recent tracks kept (and never recommended).")
-    reco_half_life_s: float = Field(1800.0, gt=0, description="Half-life of a listener's cluster affinity.")
+    reco_half_life_s: float = Field(
+        300.0,
+        gt=0,
+        description="Half-life of a listener's cluster affinity, in event time (1800 s before tuning: "
+        "bench/tune.py chose 300 s, with which lists follow a change of taste within a play or two).",
+    )
     reco_seed_weight: float = Field(
-        1.0,
+        3.0,
         ge=0,
         le=100,
         description="Ranking: weight of a candidate's closeness to one of the last tracks played "
@@ -40,11 +45,27 @@ class RecommenderSettings(Component):
         '("more from your mix").',
     )
     reco_mmr_lambda: float = Field(
-        0.7,
+        0.85,
         ge=0,
         le=1,
         description="Ranking: maximal marginal relevance's trade of score (1) against diversity (0) "
         "when it picks the list from the candidates.",
+    )
+    reco_seed_decay: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description='Ranking: weight of the track played r tracks back, as a seed of "sounds like", is '
+        "this to the power r (the last track leads the list); closeness is relative to each seed's "
+        "nearest track. bench/tune.py chose it.",
+    )
+    reco_skip_penalty: float = Field(
+        0.3,
+        ge=0,
+        le=100,
+        description="Ranking: right after a skip, the skipped track's cluster loses this much score and at "
+        "least two tracks of the listener's other clusters are shown, until the next play. 0: a skip "
+        "only lowers the cluster's affinity.",
     )
     reco_seen_events: int = Field(
         200, ge=10, description="Recent event ids kept per listener for deduplication."

@@ -13,19 +13,28 @@ from hypothesis import strategies as st
 from infra.settings import Settings
 from recommender_stream.catalogue import Catalogue
 from recommender_stream.listener import DELTAS, Limits, ListenerState
-from recommender_stream.ranking import PREVIOUS, RankingParams, ranking_params, recommend
+from recommender_stream.ranking import (
+    PREVIOUS,
+    SKIP_ROOM,
+    Pick,
+    RankingParams,
+    make_room,
+    ranking_params,
+    recommend,
+    skipped_cluster,
+)
 
 KINDS = ("play", "skip", "complete", "like")
 LIMITS = Limits(last_n=5, half_life_s=600.0, seen_events=50)
 
 
-def make_catalogue(n: int, k: int, seed: int) -> Catalogue:
+def make_catalogue(n: int, k: int, seed: int, dims: int = 3) -> Catalogue:
     rng = np.random.default_rng(seed)
-    cat = Catalogue(model=None, dims=3)
-    centres = rng.normal(0, 5, (k, 3))
+    cat = Catalogue(model=None, dims=dims)
+    centres = rng.normal(0, 5, (k, dims))
     for i in range(n):
         c = i % k
-        cat.add(100 + i, c, centres[c] + rng.normal(0, 1, 3), f"title {i}", "artist")
+        cat.add(100 + i, c, centres[c] + rng.normal(0, 1, dims), f"title {i}", "artist")
     return cat
 
 
@@ -187,12 +196,103 @@ def test_tracks_without_audio_are_never_recommended_while_any_has_audio(
 
 
 def test_the_rankings_weights_come_from_settings_and_bad_ones_are_refused() -> None:
-    assert ranking_params(Settings()) == PREVIOUS
+    # What ships: the weights bench/tune.py chose (bench/results/tuning-demo.json), not PREVIOUS.
+    assert ranking_params(Settings()) == RankingParams(3.0, 0.5, 0.5, 0.85, seed_decay=0.3, skip_penalty=0.3)
+    assert Settings().reco_half_life_s == 300.0
     tuned = Settings(
-        reco_seed_weight=2.0, reco_trending_weight=0.25, reco_mix_weight=0.0, reco_mmr_lambda=1.0
+        reco_seed_weight=2.0,
+        reco_trending_weight=0.25,
+        reco_mix_weight=0.0,
+        reco_mmr_lambda=1.0,
+        reco_seed_decay=0.5,
+        reco_skip_penalty=0.0,
     )
-    assert ranking_params(tuned) == RankingParams(2.0, 0.25, 0.0, 1.0)
+    assert ranking_params(tuned) == RankingParams(2.0, 0.25, 0.0, 1.0, 0.5, 0.0)
     with pytest.raises(pydantic.ValidationError):
         Settings(reco_mmr_lambda=1.5)
     with pytest.raises(ValueError, match="lambda_"):
         RankingParams(lambda_=-0.1)
+
+
+# --- the reacting ranking (relative closeness, seed decay, skip penalty) -------------------------
+
+REACTING = RankingParams(seed_weight=3.0, seed_decay=0.3, skip_penalty=0.3, lambda_=1.0)
+
+
+def play(state: ListenerState, cat: Catalogue, pos: int, kind: str, ts: float) -> None:
+    state.apply(
+        uuid.uuid4().hex, track_id=cat.ids[pos], kind=kind, cluster=cat.clusters[pos], ts=ts, limits=LIMITS
+    )
+
+
+def share_of(picks: list[Pick], cluster: int) -> float:
+    return sum(p.cluster == cluster for p in picks) / len(picks)
+
+
+@pytest.mark.parametrize("params", [PREVIOUS, REACTING])
+@given(seed=st.integers(0, 20), events=events_strategy)
+@settings(max_examples=40, deadline=None)
+def test_both_rankings_keep_the_lists_rules(
+    params: RankingParams, seed: int, events: list[tuple[int, str, float]]
+) -> None:
+    cat = make_catalogue(40, 3, seed)
+    state = build_state(cat, events)
+    picks = recommend(state, cat, {}, {}, k=8, now=7200.0, half_life_s=600.0, params=params)
+    ids = [p.track_id for p in picks]
+    assert not set(ids) & (set(state.recent) | set(state.skipped))
+    assert len(ids) == len(set(ids)) == min(8, len(set(cat.ids) - set(state.recent) - set(state.skipped)))
+
+
+def test_a_scripted_listener_who_changes_taste_is_followed_after_one_play() -> None:
+    """Ten tracks of cluster 0 completed, then one of cluster 1: the reacting ranking's list is
+    mostly cluster 1 at once, the shipped one stays on cluster 0 (its affinity dominates)."""
+    cat = make_catalogue(300, 3, seed=1, dims=20)  # a model's space has tens of dimensions
+    state, ts = ListenerState(), 0.0
+    for pos in range(0, 30, 3):  # cluster 0
+        play(state, cat, pos, "play", ts)
+        play(state, cat, pos, "complete", ts + 200)
+        ts += 205
+    play(state, cat, 1, "play", ts)  # cluster 1
+    play(state, cat, 1, "complete", ts + 200)
+    now = ts + 200
+    reacting = recommend(state, cat, {}, {}, k=10, now=now, half_life_s=600.0, params=REACTING)
+    shipped = recommend(state, cat, {}, {}, k=10, now=now, half_life_s=600.0)
+    assert share_of(reacting, 1) > 0.5 > share_of(shipped, 1)
+
+
+def test_right_after_a_skip_its_cluster_steps_back_and_comes_back_with_the_next_play() -> None:
+    cat = make_catalogue(300, 3, seed=2, dims=20)
+    state, ts = ListenerState(), 0.0
+    for pos in range(0, 60, 3):  # a loyal cluster-0 listener with a little cluster-1 history
+        play(state, cat, pos, "play", ts)
+        play(state, cat, pos, "complete", ts + 200)
+        ts += 205
+    play(state, cat, 4, "play", ts)
+    play(state, cat, 4, "complete", ts + 200)
+    ts += 205
+    play(state, cat, 60, "play", ts)
+    before = recommend(state, cat, {}, {}, k=10, now=ts, half_life_s=600.0, params=REACTING)
+    assert share_of(before, 0) == 1.0
+    play(state, cat, 60, "skip", ts + 5)  # a cluster-0 track skipped
+    assert skipped_cluster(state, cat) == 0
+    after = recommend(state, cat, {}, {}, k=10, now=ts + 5, half_life_s=600.0, params=REACTING)
+    others = [p for p in after if p.cluster != 0]
+    assert len(others) >= SKIP_ROOM and share_of(after, 0) < share_of(before, 0)
+    shipped = recommend(state, cat, {}, {}, k=10, now=ts + 5, half_life_s=600.0)
+    assert share_of(shipped, 0) == 1.0  # without a skip penalty, nothing steps back
+    play(state, cat, 63, "play", ts + 10)  # the next track: the skip is behind
+    assert skipped_cluster(state, cat) is None
+    again = recommend(state, cat, {}, {}, k=10, now=ts + 10, half_life_s=600.0, params=REACTING)
+    assert share_of(again, 0) == 1.0
+
+
+def test_make_room_keeps_k_tracks_and_only_adds_what_it_must() -> None:
+    def pick(track: int, cluster: int, score: float) -> Pick:
+        return Pick(track, score, "r", cluster)
+
+    picked = [pick(i, 0, 10.0 - i) for i in range(5)]
+    found = dict(enumerate([*picked, pick(50, 1, 0.5), pick(51, 2, 0.7), pick(52, 1, 0.1)]))
+    room = make_room(picked, found, 0, k=5)
+    assert [p.track_id for p in room] == [0, 1, 2, 51, 50]
+    assert make_room(room, found, 0, k=5) == room  # already room: unchanged
+    assert make_room(picked, dict(enumerate(picked)), 0, k=5) == picked  # nothing to add

@@ -461,6 +461,8 @@ def test_the_command_replays_a_json_lines_file(tmp_path: Path) -> None:
         "trending_weight": 0.5,
         "mix_weight": 0.5,
         "lambda_": 0.9,
+        "seed_decay": 0.3,  # not given: the configured ones (CADENZA_RECO_*)
+        "skip_penalty": 0.3,
     }
     assert saved["catalogue"]["source"] == "snapshot"
     assert {s["name"]: s["lists"] for s in saved["report"]["strategies"]} == {
