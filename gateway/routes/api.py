@@ -11,7 +11,9 @@ Destinations: JSON (and audio bytes, :mod:`gateway.audio`) for the browser; the
 ``cadenza_token`` cookie (``POST /api/session``: how ``<audio>``, which cannot send a
 header, is authorised without a token in its URL); each accepted play, within the
 listener's rate (:class:`gateway.plays.PlayRate`), published to ``cadenza.plays``
-(:mod:`gateway.intake`, which also takes plays sent on ``/ws``) before its 202. Every
+(:mod:`gateway.intake`, which also takes plays sent on ``/ws``) before its 202. The
+listener's recently played tracks (``GET /api/me/recent``) are their history in MongoDB
+``plays`` (:mod:`gateway.history`) with each track's fields as the catalogue gives them. Every
 route is a thin adapter: the logic lives in the modules it calls.
 """
 
@@ -19,13 +21,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import partial
-from typing import Final
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import catalogue, tokens
+from gateway import catalogue, history, tokens
 from gateway.audio import audio_response, resolve_audio
 from gateway.errors import BadRequestError
 from gateway.intake import PlayIntake
@@ -128,6 +130,20 @@ def routes(gw: Gateway, guard: Guard) -> list[BaseRoute]:
             return JSONResponse(index.genres())
         return JSONResponse(await gw.query(catalogue.genres, gw.db, limiter=gw.library.fallback_limiter()))
 
+    async def recent(request: Request, who: tokens.Claims) -> Response:
+        """The listener's latest play of each track, newest first (``limit``: 1 … 200, else 50)."""
+        limit = history.bounded_limit(int_param(request.query_params.get("limit"), history.DEFAULT_LIMIT))
+        db = gw.db
+        played = await gw.query(history.read_plays, db, who.user_id, limit)
+        index = gw.library.index  # (read on the event loop: the index is not thread-safe)
+        found: dict[int, dict[str, Any]] = {}
+        if index is not None:
+            found = {p.track_id: t for p in played if (t := index.one(p.track_id)) is not None}
+        missing = [p.track_id for p in played if p.track_id not in found]
+        if missing:  # not loaded yet, or tracks it does not hold
+            found |= await gw.query(history.read_tracks, db, missing)
+        return JSONResponse(history.answer(played, found, limit))
+
     async def recommendations(request: Request, who: tokens.Claims) -> Response:
         latest = hub.latest(who.user_id)
         return Response(latest_data(latest), media_type="application/json")
@@ -159,6 +175,7 @@ def routes(gw: Gateway, guard: Guard) -> list[BaseRoute]:
         Route("/api/session", authed(session), methods=["POST"]),
         Route("/api/session", end_session, methods=["DELETE"]),
         Route("/api/me", authed(me)),
+        Route("/api/me/recent", authed(recent)),
         Route("/api/tracks", authed(tracks)),
         Route("/api/tracks/{track_id}", authed(track)),
         Route("/api/tracks/{track_id}/similar", authed(similar)),

@@ -1,6 +1,7 @@
 // Cadenza web player — player.js (entry module, loaded by index.html)
-// Boot, sign-in and the wiring between the modules in ./js/: the catalogue (browse.js),
-// the queue and audio (playback.js), the live panels (panels.js), the websocket
+// Boot, sign-in and the wiring between the modules in ./js/: the catalogue (browse.js), the
+// "Recently played" view (recent.js; the sidebar's navigation switches the main views), the
+// queue and audio (playback.js), the live panels (panels.js), the websocket
 // (live.js) and the bottom player bar / keyboard shortcuts (here).
 // Endpoints: GET /api/config, POST /api/signin (demo: a name), POST /api/login (a name and
 // password, when the server has accounts), POST|DELETE /api/session (the cookie that
@@ -13,6 +14,7 @@ import { fillIcons, setIcon, toast, formatTime, setBusy } from './js/dom.js';
 import { LiveConnection } from './js/live.js';
 import { Playback, displayTitle, isPlayable } from './js/playback.js';
 import { Browse } from './js/browse.js';
+import { Recent } from './js/recent.js';
 import { UpNextPanel, TrendingPanel, QueuePanel } from './js/panels.js';
 
 const $ = (id) => document.getElementById(id);
@@ -61,6 +63,25 @@ const browse = new Browse({
   onPlay: (track) => playback.playNow(track, 'browse'),
   onQueue: (track) => queueTrack(track, 'browse'),
   onRadio: (track) => playback.startRadio(track),
+});
+
+const recent = new Recent({
+  view: $('view-recent'),
+  list: $('recent-list'),
+  summary: $('recent-summary'),
+  refresh: $('recent-refresh'),
+}, {
+  onPlay: (track) => playback.playNow(track, 'browse'),
+  onQueue: (track) => queueTrack(track, 'browse'),
+  onRadio: (track) => playback.startRadio(track),
+  onArtist: (artist) => {
+    showView('browse');
+    browse.setFilter('artist', artist);
+  },
+});
+// The history is written a micro-batch after a play reaches Kafka: look again a little later.
+playback.addEventListener('reported', (ev) => {
+  if (ev.detail?.kind === 'play') recent.playedSoon();
 });
 
 const live = new LiveConnection({
@@ -155,6 +176,7 @@ function renderNowPlaying() {
   $('btn-next').disabled = !inst && playback.upcomingCount === 0;
   seek.disabled = !inst;
   browse.markPlaying(e && inst ? e.track.track_id : null);
+  recent.markPlaying(e && inst ? e.track.track_id : null);
   renderPlayState();
   renderTime();
 }
@@ -269,6 +291,25 @@ function wireKeyboard() {
       $('search').focus();
     }
   });
+}
+
+// ------------------------------------------------------------------ main views
+
+const VIEWS = { browse: { view: 'view-browse', nav: 'nav-browse' }, recent: { view: 'view-recent', nav: 'nav-recent' } };
+
+/** Show one of the main views (browse, recent), mark its link as the current page; the
+ * "Recently played" view loads afresh each time it is opened. focus: move focus to its heading. */
+function showView(name, { focus = false } = {}) {
+  for (const [key, { view, nav }] of Object.entries(VIEWS)) {
+    const shown = key === name;
+    $(view).hidden = !shown;
+    $(nav).classList.toggle('is-active', shown);
+    if (shown) $(nav).setAttribute('aria-current', 'page');
+    else $(nav).removeAttribute('aria-current');
+  }
+  $('main').scrollTop = 0;
+  if (name === 'recent') recent.load();
+  if (focus) $(name === 'recent' ? 'recent-title' : 'browse-title').focus();
 }
 
 // ------------------------------------------------------------------ sign-in
@@ -392,6 +433,7 @@ function enterApp(who) {
   $('user-avatar').textContent = (me.user_id || '?').slice(0, 1).toUpperCase();
   $('app-version').textContent = config.version ? `v${config.version}` : '';
   live.start();
+  showView(window.location.hash === '#recent' ? 'recent' : 'browse');
   browse.load(true);
   browse.loadGenres();
   api.recommendations()
@@ -416,6 +458,7 @@ function signOut(message) {
   upNext.clear();
   trending.clear();
   browse.reset();
+  recent.reset();
   clearToken();
   api.endSession().catch(() => { /* the cookie then simply expires with its token */ });
   me = null;
@@ -470,9 +513,17 @@ function init() {
   $('boot-retry').addEventListener('click', boot);
   $('nav-browse').addEventListener('click', (ev) => {
     ev.preventDefault();
+    if (window.location.hash) history.replaceState(null, '', window.location.pathname + window.location.search);
+    showView('browse', { focus: true });
     browse.clearFilters();
-    $('main').scrollTop = 0;
   });
+  $('nav-recent').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    history.replaceState(null, '', '#recent');
+    showView('recent', { focus: true });
+  });
+  // Searching shows the catalogue, whichever view is open.
+  $('search').addEventListener('input', () => { if ($('view-browse').hidden) showView('browse'); });
   boot();
 }
 

@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -90,6 +91,7 @@ ROUTES = [
     Spec(("POST",), "/api/session", statuses=OK),
     Spec(("DELETE",), "/api/session", authed=False, statuses=frozenset({204})),
     Spec(("GET",), "/api/me", statuses=OK),
+    Spec(("GET",), "/api/me/recent", query=("limit",), statuses=OK),
     Spec(("GET",), "/api/tracks", query=("page", "per_page", "q", "genre", "artist"), statuses=OK),
     Spec(("GET",), "/api/tracks/{}", statuses=OK),
     Spec(("GET",), "/api/tracks/{}/similar", query=("limit",), statuses=OK),
@@ -137,6 +139,19 @@ def client(app_settings: Settings) -> Iterator[TestClient]:
             {"_id": 2, "title": "Gone", "audio_path": "2.mp3"},  # no such file
             {"_id": 3, "title": "Escape", "audio_path": "../secret.txt"},
             {"_id": 4, "title": "No audio", "genres": [1, 2]},
+        ]
+    )
+    # Plays in the history of one of the drawn listeners: /api/me/recent reads and joins them.
+    gw.mongo.db["plays"].insert_many(
+        [
+            {
+                "_id": f"e{i}",
+                "user_id": "alice",
+                "track_id": tid,
+                "kind": kind,
+                "ts": datetime(2024, 1, 1, 0, i),
+            }
+            for i, (tid, kind) in enumerate([(1, "play"), (4, "play"), (9, "play"), (1, "skip"), (1, "play")])
         ]
     )
     gw.producer = fakes.Producer()
@@ -475,6 +490,11 @@ def test_the_property_app_serves_audio(client: TestClient) -> None:
     h = {"Authorization": f"Bearer {token('alice')}"}
     assert client.get("/audio/1", headers={**h, "Range": "bytes=0-9"}).content == AUDIO[:10]
     assert client.get("/api/tracks/1", headers=h).json()["title"] == "One"
+    recent = client.get("/api/me/recent", headers=h).json()  # track 9 is not in the catalogue
+    assert [(t["track_id"], t["played_at"]) for t in recent["items"]] == [
+        (1, "2024-01-01T00:04:00+00:00"),
+        (4, "2024-01-01T00:01:00+00:00"),
+    ]
     assert client.post("/api/plays", json={"track_id": 1, "kind": "play"}, headers=h).status_code == 202
     for missing in ("/audio/2", "/audio/3", "/audio/4", "/audio/5"):
         assert client.get(missing, headers=h).status_code == 404

@@ -5,7 +5,7 @@
 // Endpoints: GET /api/config, POST /api/signin (demo), POST /api/login (name + password),
 // POST|DELETE /api/session, GET /api/me,
 // GET /api/tracks, GET /api/tracks/{id}, GET /api/tracks/{id}/similar, GET /api/genres,
-// POST /api/plays, GET /api/recommendations. Tokens never go in a URL (URLs end up in
+// POST /api/plays, GET /api/recommendations, GET /api/me/recent. Tokens never go in a URL (URLs end up in
 // logs and history): <audio> (no headers) is authorised by the HttpOnly cookie that
 // POST /api/session sets from the Bearer token, and the websocket carries the token in
 // its subprotocol list (wsProtocols: "cadenza.v1", "cadenza.token.<token>").
@@ -146,6 +146,8 @@ export const api = {
     body: { track_id: Number(id), kind, position_s: positionS, ...(eventId ? { event_id: eventId } : {}), ...(source ? { source } : {}) },
   }),
   recommendations: () => request('/api/recommendations'),
+  /** The listener's latest play of each track, newest first: {items: [Track + played_at], total, limit}. */
+  recent: (limit = 50, signal) => request(`/api/me/recent?${query({ limit })}`, { signal }),
 };
 
 // ---------------------------------------------------------------- track cache

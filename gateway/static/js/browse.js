@@ -5,7 +5,8 @@
 // GET /api/genres. Stale responses are dropped (aborted) when the filters change.
 // A track with `playable: false` (no audio on this server, e.g. imported features only) is
 // listed as .track-row.is-unplayable: a "No audio" label, play and queue buttons disabled
-// (with a tooltip saying why); "Start radio" still works from it.
+// (with a tooltip saying why); "Start radio" still works from it. The rows and their clicks
+// (trackRow, rowAction) are shared with the "Recently played" view (recent.js).
 
 import { api, rememberTracks } from './api.js';
 import { h, icon, debounce, formatTime, formatNumber, toast } from './dom.js';
@@ -164,48 +165,16 @@ export class Browse {
   }
 
   _onListClick(ev) {
-    const row = ev.target.closest('.track-row');
-    if (!row) return;
-    const track = this.byId.get(row.dataset.trackId);
-    if (!track) return;
-    if (ev.target.closest('.radio')) this.onRadio(track);
-    else if (ev.target.closest('.t-artist')) { if (track.artist) this.setFilter('artist', track.artist); }
-    else if (track.playable === false) toast(`“${track.title || `Track ${track.track_id}`}” has no audio here, so it can't be played or queued. “Start radio” plays similar tracks.`);
-    else if (ev.target.closest('.queue-add')) this.onQueue(track);
-    else this.onPlay(track); // the .play button or anywhere else on the row
+    rowAction(ev, this.byId, {
+      onPlay: this.onPlay,
+      onQueue: this.onQueue,
+      onRadio: this.onRadio,
+      onArtist: (artist) => this.setFilter('artist', artist),
+    });
   }
 
   _row(t) {
-    const title = t.title || `Track ${t.track_id}`;
-    const unplayable = t.playable === false;
-    const row = h('li', {
-      class: `track-row${unplayable ? ' is-unplayable' : ''}`,
-      dataset: { trackId: t.track_id },
-      'aria-disabled': unplayable ? 'true' : null,
-    },
-      h('span', { class: 't-num', title: unplayable ? NOT_PLAYABLE : null },
-        h('button', {
-          class: 'icon-btn play', type: 'button', disabled: unplayable,
-          'aria-label': unplayable ? `${title}: not playable, no audio` : `Play ${title}`,
-          title: unplayable ? NOT_PLAYABLE : 'Play',
-        }, icon('play', 18))),
-      h('span', { class: 't-main' },
-        h('span', { class: 't-title' }, title,
-          unplayable ? h('span', { class: 'tag no-audio', title: NOT_PLAYABLE }, 'No audio') : null),
-        t.artist
-          ? h('button', { class: 't-artist', type: 'button', title: `Only tracks by ${t.artist}` }, t.artist)
-          : h('span', { class: 't-artist muted' }, 'Unknown artist')),
-      h('span', { class: 't-album' }, t.album || ''),
-      h('span', { class: 't-genre' }, t.genre_top ? h('span', { class: 'tag' }, t.genre_top) : ''),
-      h('span', { class: 't-dur' }, Number(t.duration_s) > 0 ? formatTime(Number(t.duration_s)) : ''),
-      h('span', { class: 't-actions' },
-        h('button', {
-          class: 'icon-btn queue-add', type: 'button', disabled: unplayable,
-          'aria-label': `Add ${title} to queue`, title: unplayable ? NOT_PLAYABLE : 'Add to queue',
-        }, icon('queue', 18)),
-        h('button', { class: 'icon-btn radio', type: 'button', 'aria-label': `Start radio from ${title}`, title: 'Start radio' }, icon('radio', 18))));
-    if (this.playingId === String(t.track_id)) row.classList.add('is-current');
-    return row;
+    return trackRow(t, { current: this.playingId === String(t.track_id) });
   }
 
   _renderChipsState() {
@@ -232,4 +201,55 @@ export class Browse {
     if (this.items.length < this.total) text += ` · showing ${formatNumber(this.items.length)}`;
     this.els.summary.textContent = text;
   }
+}
+
+/** What a click in a list of track rows (trackRow) asks for, done with byId's track of the row:
+ * radio, the artist's tracks, play, or add to queue (an unplayable track only says why not). */
+export function rowAction(ev, byId, { onPlay, onQueue, onRadio, onArtist }) {
+  const row = ev.target.closest('.track-row');
+  if (!row) return;
+  const track = byId.get(row.dataset.trackId);
+  if (!track) return;
+  if (ev.target.closest('.radio')) onRadio(track);
+  else if (ev.target.closest('.t-artist')) { if (track.artist) onArtist(track.artist); }
+  else if (track.playable === false) toast(`“${track.title || `Track ${track.track_id}`}” has no audio here, so it can't be played or queued. “Start radio” plays similar tracks.`);
+  else if (ev.target.closest('.queue-add')) onQueue(track);
+  else onPlay(track); // the .play button or anywhere else on the row
+}
+
+/** A catalogue row (.track-row[data-track-id]): play, title and artist, album, genre (or, given
+ * `played` {iso, label, title}, when it was played), time, + queue and radio. Text only. */
+export function trackRow(t, { current = false, played = null } = {}) {
+  const title = t.title || `Track ${t.track_id}`;
+  const unplayable = t.playable === false;
+  const row = h('li', {
+    class: `track-row${unplayable ? ' is-unplayable' : ''}`,
+    dataset: { trackId: t.track_id },
+    'aria-disabled': unplayable ? 'true' : null,
+  },
+    h('span', { class: 't-num', title: unplayable ? NOT_PLAYABLE : null },
+      h('button', {
+        class: 'icon-btn play', type: 'button', disabled: unplayable,
+        'aria-label': unplayable ? `${title}: not playable, no audio` : `Play ${title}`,
+        title: unplayable ? NOT_PLAYABLE : 'Play',
+      }, icon('play', 18))),
+    h('span', { class: 't-main' },
+      h('span', { class: 't-title' }, title,
+        unplayable ? h('span', { class: 'tag no-audio', title: NOT_PLAYABLE }, 'No audio') : null),
+      t.artist
+        ? h('button', { class: 't-artist', type: 'button', title: `Only tracks by ${t.artist}` }, t.artist)
+        : h('span', { class: 't-artist muted' }, 'Unknown artist')),
+    h('span', { class: 't-album' }, t.album || ''),
+    played
+      ? h('span', { class: 't-played' }, h('time', { datetime: played.iso, title: played.title }, played.label))
+      : h('span', { class: 't-genre' }, t.genre_top ? h('span', { class: 'tag' }, t.genre_top) : ''),
+    h('span', { class: 't-dur' }, Number(t.duration_s) > 0 ? formatTime(Number(t.duration_s)) : ''),
+    h('span', { class: 't-actions' },
+      h('button', {
+        class: 'icon-btn queue-add', type: 'button', disabled: unplayable,
+        'aria-label': `Add ${title} to queue`, title: unplayable ? NOT_PLAYABLE : 'Add to queue',
+      }, icon('queue', 18)),
+      h('button', { class: 'icon-btn radio', type: 'button', 'aria-label': `Start radio from ${title}`, title: 'Start radio' }, icon('radio', 18))));
+  if (current) row.classList.add('is-current');
+  return row;
 }
