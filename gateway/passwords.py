@@ -28,6 +28,10 @@ def check_password(password: str) -> str:
         raise ValueError(f"a password has at least {MIN_PASSWORD_CHARS} characters")
     if len(password) > MAX_PASSWORD_CHARS:
         raise ValueError(f"a password has at most {MAX_PASSWORD_CHARS} characters")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a password must be valid text (it has a lone surrogate)") from None
     return password
 
 
@@ -48,7 +52,7 @@ def verify(stored: str | None, password: str) -> bool:
     target = stored if stored else _stand_in()
     try:
         matched = _hasher.verify(target, password[:MAX_PASSWORD_CHARS])
-    except (VerificationError, InvalidHashError):
+    except (VerificationError, InvalidHashError, UnicodeEncodeError):  # a lone surrogate: no match
         return False
     return bool(matched and stored)
 

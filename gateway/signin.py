@@ -74,10 +74,19 @@ class Signin:
             return Outcome(refused[0], retry_after_s=refused[1])
         doc = await gw.query(read_account, gw.db, name)
         stored = doc.get("password_hash") if doc is not None and not doc.get("deleted") else None
-        matched = await anyio.to_thread.run_sync(passwords.verify, stored, password, limiter=self.hashing)
-        if not matched or doc is None or stored is None:
-            await gw.query(lockout.record, gw.db, keys, now)
-            return Outcome("bad_credentials")
+        async with self.hashing:
+            # Read the failures again once a hashing slot is ours: concurrent attempts queue
+            # here, and each sees the failures recorded by those before it, so a burst cannot
+            # all be checked against the same empty record.
+            now = gw.clock()
+            failures = await gw.query(lockout.failures, gw.db, keys, now - self.limits.horizon_s)
+            refused = self.limits.refusal(failures, name, address, now)
+            if refused is not None:
+                return Outcome(refused[0], retry_after_s=refused[1])
+            matched = await anyio.to_thread.run_sync(passwords.verify, stored, password)
+            if not matched or doc is None or stored is None:
+                await gw.query(lockout.record, gw.db, keys, now)
+                return Outcome("bad_credentials")
         if doc.get("disabled"):
             return Outcome("disabled")
         await gw.query(lockout.clear, gw.db, keys[0])

@@ -6,7 +6,8 @@ with the cluster the catalogue gives its track. Destination: the ``listeners`` t
 changelog on Kafka) and the ranking (:mod:`recommender_stream.ranking`).
 
 * ``recent``: the last N distinct tracks played (newest last); never recommended.
-* ``skipped``: recently skipped tracks (bounded); never recommended while remembered.
+* ``skipped``: recently skipped tracks (bounded); never recommended while remembered; a
+  track played again leaves it (it is then among the recent ones).
 * ``affinity``: weight per cluster, decaying with a half-life in event time; a play adds
   1, a completion 0.5, a like 2, a skip takes 1 away (never below 0).
 * ``seen``: the last ``seen_events`` event ids (:func:`seen_key`), so a redelivered event
@@ -70,6 +71,8 @@ class ListenerState:
             weight = self.affinity.get(cluster, 0.0) + DELTAS.get(kind, 0.0)
             self.affinity[cluster] = max(0.0, weight)
         if kind in ("play", "complete", "like"):
+            if track_id in self.skipped:  # played again: no longer a skip (recent still hides it)
+                self.skipped.remove(track_id)
             if track_id in self.recent:
                 self.recent.remove(track_id)
             self.recent.append(track_id)

@@ -178,12 +178,18 @@ def candidates(
     # The relative ranking looks deep enough for PER_SEED tracks it may recommend.
     depth = PER_SEED if params.seed_decay is None else PER_SEED + len(excluded)
     seeds = [t for t in reversed(state.recent) if t not in state.skipped and t in catalogue][:SEEDS]
+
+    def eligible(near: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """The tracks that may be offered (so relative closeness is measured from the nearest
+        of them, never from a recent track at distance 0)."""
+        return [(p, d) for p, d in near if catalogue.ids[p] not in excluded and recommendable(p)]
+
     for rank, seed in enumerate(seeds):
         seed_pos = catalogue.position(seed)
         assert seed_pos is not None
         title = catalogue.titles[seed_pos] or f"track {seed}"
         cluster_weight = weights.get(catalogue.clusters[seed_pos], 0.0)
-        near = catalogue.nearest(seed_pos, depth)
+        near = eligible(catalogue.nearest(seed_pos, depth))
         for pos, closeness in _closeness(near, params.seed_decay):
             if params.seed_decay is None:
                 score = cluster_weight + params.seed_weight * closeness - 0.1 * rank
@@ -210,7 +216,7 @@ def candidates(
             hot_pos = catalogue.position(track)
             if hot_pos is not None and catalogue.clusters[hot_pos] == cluster:
                 offer(hot_pos, weight + params.trending_weight * plays / top, "trending in your mix")
-        mix = _near_mix(catalogue, recent_pos, cluster, depth)
+        mix = eligible(_near_mix(catalogue, recent_pos, cluster, depth))
         for pos, closeness in _closeness(mix, params.seed_decay):
             offer(pos, weight + params.mix_weight * closeness, "more from your mix")
 

@@ -497,3 +497,34 @@ def test_the_player_signs_in_with_a_password(gw_settings: Settings, db: Db) -> N
             assert not errors, errors
         finally:
             browser.close()
+
+
+@pytest.mark.stack
+def test_a_burst_of_guesses_at_once_is_held_to_the_lockout(gw_settings: Settings, db: Db) -> None:
+    """Concurrent attempts queue for a hashing slot and read the failures again there, so a
+    burst of 12 wrong passwords at once gets at most max_failures + slots - 1 checks (3 + 2 - 1),
+    the rest 429; and a password that is not valid text is a 401, never a 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway.signin import HASHING_AT_ONCE
+
+    Accounts(db, time.time).add("ann", PASSWORD)
+    with serve(create_app(gw_settings)) as running, httpx.Client(base_url=running.url, timeout=60) as client:
+        lone = b'{"name": "ann", "password": "\\ud800 not text at all"}'  # JSON's escape of a lone surrogate
+        assert (
+            client.post("/api/login", content=lone, headers={"content-type": "application/json"}).status_code
+            == 401
+        )
+        db.signin_failures.delete_many({})
+        with ThreadPoolExecutor(12) as pool:
+            codes = list(pool.map(lambda i: login(client, "ann", f"wrong {i}").status_code, range(12)))
+    checked = codes.count(401)
+    assert gw_settings.signin_max_failures <= checked <= gw_settings.signin_max_failures + HASHING_AT_ONCE - 1
+    assert codes.count(429) == 12 - checked, codes
+
+
+def test_a_password_with_a_lone_surrogate_is_refused_not_a_crash() -> None:
+    assert passwords.verify(None, "\ud800abcdefgh") is False
+    assert passwords.verify(passwords.hash_password("a good password"), "\udfffabcdefgh") is False
+    with pytest.raises(ValueError, match="valid text"):
+        passwords.check_password("\ud800abcdefgh")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import numpy as np
@@ -296,3 +297,21 @@ def test_make_room_keeps_k_tracks_and_only_adds_what_it_must() -> None:
     assert [p.track_id for p in room] == [0, 1, 2, 51, 50]
     assert make_room(room, found, 0, k=5) == room  # already room: unchanged
     assert make_room(picked, dict(enumerate(picked)), 0, k=5) == picked  # nothing to add
+
+
+def test_a_skipped_track_played_again_is_no_longer_a_skip() -> None:
+    cat = make_catalogue(60, 3, seed=3, dims=20)
+    state = ListenerState()
+    play(state, cat, 0, "play", 0.0)
+    play(state, cat, 0, "skip", 5.0)
+    assert skipped_cluster(state, cat) == 0 and cat.ids[0] in state.skipped
+    play(state, cat, 0, "play", 60.0)  # the listener comes back to it
+    assert skipped_cluster(state, cat) is None and cat.ids[0] not in state.skipped
+    picks = recommend(state, cat, {}, {}, k=10, now=60.0, half_life_s=600.0, params=REACTING)
+    assert cat.ids[0] not in {p.track_id for p in picks}  # still recent: not offered
+    # Relative closeness is measured from the nearest track that may be offered, not from the
+    # listener's own track at distance 0: "more from your mix" keeps its weight (0.5 x 0.2+).
+    mix_only = dataclasses.replace(REACTING, seed_weight=0.0)
+    picks = recommend(state, cat, {}, {}, k=10, now=60.0, half_life_s=600.0, params=mix_only)
+    mix = [p for p in picks if p.reason == "more from your mix"]
+    assert mix and all(p.score > 1.1 for p in mix), picks
