@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from infra.offsets import LagRow
 from infra.prometheus import latency_histogram
+from schemas.events import SOURCE_LABELS, PlayKind, source_label
 
 #: What a frame from a browser on /ws was (each always exported, from 0).
 WS_FRAMES: Final = ("play", "other", "ignored")
@@ -40,11 +41,11 @@ REFUSALS: Final = (
 
 
 #: Where plays were started from, as counted (``unknown``: the report did not say).
-SOURCES: Final = ("browse", "up_next", "radio", "queue", "unknown")
+SOURCES: Final = SOURCE_LABELS
 #: Sources whose tracks the recommender chose: what acceptance counts.
 RECOMMENDED: Final = ("up_next", "radio")
-#: Kinds of play reports (schemas.events.PlayKind).
-KINDS: Final = ("play", "skip", "complete", "like")
+#: Kinds of play reports.
+KINDS: Final = tuple(k.value for k in PlayKind)
 
 
 def listening_rates(by: Mapping[tuple[str, str], int]) -> dict[str, float | None]:
@@ -114,7 +115,7 @@ class GatewayMetrics:
     def played(self, kind: str, source: str | None) -> None:
         """One play published: counted in total and by kind and source."""
         self.plays_accepted += 1
-        self.plays_by[(kind, source or "unknown")] += 1
+        self.plays_by[(kind, source_label(source))] += 1
 
     def pushed(self, seconds: float) -> None:
         self.messages_pushed += 1

@@ -15,17 +15,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Final
 
 from prometheus_client import Counter, Gauge, Summary
 from prometheus_client.core import Metric
 
 from infra.prometheus import latency_histogram
 from recommender_stream.reaction import OTHER_REASON, REASON_KINDS
-from schemas.events import PlayKind, PlaySource
-
-#: Play sources as counted (``unknown``: the event did not say).
-SOURCES: Final = (*(s.value for s in PlaySource), "unknown")
+from schemas.events import SOURCE_LABELS, PlayKind, source_label
 
 
 class Metrics:
@@ -105,7 +101,7 @@ class Metrics:
             registry=None,
         )
         for kind in PlayKind:  # exported from the start, as 0
-            for source in SOURCES:
+            for source in SOURCE_LABELS:
                 self._plays.labels(self.worker, kind.value, source)
         for reason in (*REASON_KINDS.values(), OTHER_REASON):
             self._items.labels(self.worker, reason)
@@ -154,7 +150,7 @@ class Metrics:
 
     def played(self, kind: str, source: str | None) -> None:
         """One play event applied (not a redelivery), by kind and source."""
-        self._plays.labels(self.worker, kind, source or "unknown").inc()
+        self._plays.labels(self.worker, kind, source_label(source)).inc()
 
     def listed(self, reasons: Sequence[str], turnover: float | None, coverage: float) -> None:
         """One list produced: its items' reason kinds, its turnover (None: no earlier list)

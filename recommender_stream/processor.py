@@ -128,7 +128,7 @@ class Processor:
                 # answer may have died with a crashed worker after its state change was saved.
                 self.metrics.duplicate()
             else:
-                self.metrics.played(event.kind.value, event.source.value if event.source else None)
+                self.metrics.played(event.kind.value, event.source)
                 if event.kind.value == "play":
                     self._count_play(event.track_id)
             items = self.rank(state, now=ts)

@@ -92,6 +92,18 @@ class PlaySource(StrEnum):
     QUEUE = "queue"  # the listener's own queue
 
 
+#: A play's source as counted in metrics: each :class:`PlaySource`, and ``unknown`` for a
+#: play that did not say (the gateway's and the recommender's ``source`` label).
+UNKNOWN_SOURCE = "unknown"
+SOURCE_LABELS = (*(s.value for s in PlaySource), UNKNOWN_SOURCE)
+
+
+def source_label(source: str | None) -> str:
+    """The metrics label of a play's source (a :class:`PlaySource` is a str; ``unknown`` when
+    it did not say)."""
+    return str(source) if source else UNKNOWN_SOURCE
+
+
 class PlayEvent(Message):
     """A listener's action on a track (topic ``cadenza.plays``, key ``user_id``)."""
 

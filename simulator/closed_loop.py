@@ -21,6 +21,7 @@ same choice model in event time instead.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -113,15 +114,4 @@ def closed_loop(
                         play.source,
                     )
                 )
-        event = pending[who].popleft()
-        yield Scheduled(
-            now,
-            event.listener,
-            event.session,
-            event.track_id,
-            event.genre,
-            event.home,
-            event.kind,
-            event.position_s,
-            event.source,
-        )
+        yield dataclasses.replace(pending[who].popleft(), at_s=now)
